@@ -1,0 +1,379 @@
+"""A tiny expression language for forward formulas and derivative rules.
+
+Op rules (see ``ops.py``) are written with Python operators on ``Expr`` objects,
+``g * y * (1 - y)``, the way PyTorch's derivatives.yaml writes
+``grad * result * (1 - result)``. The same tree is then printed three ways:
+NumPy code, torch code, and readable math for comments, READMEs and diagrams.
+That is what keeps the formula above a gradient line and the line itself from
+ever drifting apart.
+
+Constructors fold constants and drop neutral elements (``1 * e`` is ``e``), so
+a rule such as ``2 * scale / N * (yhat - y)`` with ``scale = 0.5`` prints as the
+hand-rolled ``(yhat - y)``. Nothing else is rearranged: the printed code keeps
+the tree's evaluation order, which matters for floating-point parity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Precedence levels (Python's): higher binds tighter.
+ADD, MUL, NEG, POW, ATOM = 1, 2, 3, 4, 5
+_BIN_PREC = {"+": ADD, "-": ADD, "*": MUL, "/": MUL, "@": MUL, "**": POW}
+
+
+class Expr:
+    """Base class: arithmetic operators build new expressions."""
+
+    is_scalar = False
+
+    def __add__(self, other):
+        return add(self, lift(other))
+
+    def __radd__(self, other):
+        return add(lift(other), self)
+
+    def __sub__(self, other):
+        return sub(self, lift(other))
+
+    def __rsub__(self, other):
+        return sub(lift(other), self)
+
+    def __mul__(self, other):
+        return mul(self, lift(other))
+
+    def __rmul__(self, other):
+        return mul(lift(other), self)
+
+    def __truediv__(self, other):
+        return div(self, lift(other))
+
+    def __rtruediv__(self, other):
+        return div(lift(other), self)
+
+    def __matmul__(self, other):
+        return Bin("@", self, lift(other))
+
+    def __pow__(self, other):
+        return Bin("**", self, lift(other))
+
+    def __neg__(self):
+        if isinstance(self, Const):
+            return Const(-self.value)
+        return Neg(self)
+
+    @property
+    def T(self):  # noqa: N802 (mirrors numpy's .T)
+        return call("T", self)
+
+    def symbols(self) -> set[str]:
+        """Names of the variables this expression reads."""
+        out: set[str] = set()
+        for child in self.children():
+            out |= child.symbols()
+        return out
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def calls(self) -> set[str]:
+        """Names of the functions this expression calls (for helper definitions)."""
+        out: set[str] = set()
+        for child in self.children():
+            out |= child.calls()
+        return out
+
+
+@dataclass(frozen=True, eq=True)
+class Sym(Expr):
+    """A variable. ``code`` is how it is spelled in code, ``math`` in formulas."""
+
+    code: str
+    math: str = ""
+    scalar: bool = False
+
+    @property
+    def is_scalar(self):
+        return self.scalar
+
+    def symbols(self):
+        return {self.code}
+
+
+@dataclass(frozen=True, eq=True)
+class Const(Expr):
+    value: float | int
+    is_scalar = True
+
+
+@dataclass(frozen=True, eq=True)
+class Neg(Expr):
+    a: Expr
+
+    @property
+    def is_scalar(self):
+        return self.a.is_scalar
+
+    def children(self):
+        return (self.a,)
+
+
+@dataclass(frozen=True, eq=True)
+class Bin(Expr):
+    op: str
+    a: Expr
+    b: Expr
+
+    @property
+    def is_scalar(self):
+        return self.a.is_scalar and self.b.is_scalar
+
+    def children(self):
+        return (self.a, self.b)
+
+
+@dataclass(frozen=True, eq=True)
+class Call(Expr):
+    fn: str
+    args: tuple[Expr, ...]
+
+    @property
+    def is_scalar(self):
+        return FUNCS[self.fn].scalar
+
+    def children(self):
+        return self.args
+
+    def calls(self):
+        return super().calls() | {self.fn}
+
+
+def lift(v) -> Expr:
+    if isinstance(v, Expr):
+        return v
+    if isinstance(v, bool):
+        raise TypeError("booleans are not expressions")
+    if isinstance(v, (int, float)):
+        return Const(v)
+    raise TypeError(f"cannot make an expression of {v!r}")
+
+
+def _num(e: Expr, value) -> bool:
+    return isinstance(e, Const) and e.value == value
+
+
+def add(a: Expr, b: Expr) -> Expr:
+    if _num(b, 0):
+        return a
+    if _num(a, 0):
+        return b
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value + b.value)
+    if isinstance(b, Neg):
+        return Bin("-", a, b.a)
+    return Bin("+", a, b)
+
+
+def sub(a: Expr, b: Expr) -> Expr:
+    if _num(b, 0):
+        return a
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value - b.value)
+    return Bin("-", a, b)
+
+
+def mul(a: Expr, b: Expr) -> Expr:
+    if _num(a, 1):
+        return b
+    if _num(b, 1):
+        return a
+    if _num(a, -1):
+        return -b
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value * b.value)
+    # scalar * (scalar * e) -> (scalar * scalar) * e, so constants meet and fold
+    if isinstance(a, Const) and isinstance(b, Bin) and b.op == "*":
+        if isinstance(b.a, Const):
+            return mul(Const(a.value * b.a.value), b.b)
+    return Bin("*", a, b)
+
+
+def div(a: Expr, b: Expr) -> Expr:
+    if _num(b, 1):
+        return a
+    if isinstance(a, Const) and isinstance(b, Const) and b.value != 0:
+        q = a.value / b.value
+        if q == int(q) and isinstance(a.value, int) and isinstance(b.value, int):
+            q = int(q)
+        return Const(q)
+    return Bin("/", a, b)
+
+
+# --------------------------------------------------------------------- functions
+
+
+@dataclass(frozen=True)
+class Func:
+    """How one function prints in each language.
+
+    Format strings take the printed arguments as {0}, {1}, ...; ``postfix``
+    means the arguments appear before a ``.method`` or ``[...]`` and must be
+    printed as atoms. ``helper`` names a NumPy helper the file must define.
+    """
+
+    numpy: str
+    torch: str
+    math: str
+    postfix: bool = False
+    scalar: bool = False
+    helper: str | None = None
+
+
+FUNCS: dict[str, Func] = {
+    "exp": Func("np.exp({0})", "torch.exp({0})", "exp({0})"),
+    "log": Func("np.log({0})", "torch.log({0})", "log({0})"),
+    "log1p": Func("np.log1p({0})", "torch.log1p({0})", "log(1 + {0})"),
+    "tanh": Func("np.tanh({0})", "torch.tanh({0})", "tanh({0})"),
+    "sqrt": Func("np.sqrt({0})", "torch.sqrt({0})", "√({0})"),
+    "abs": Func("np.abs({0})", "torch.abs({0})", "|{0}|"),
+    "sign": Func("np.sign({0})", "torch.sign({0})", "sign({0})"),
+    "sin": Func("np.sin({0})", "torch.sin({0})", "sin({0})"),
+    "cos": Func("np.cos({0})", "torch.cos({0})", "cos({0})"),
+    "erf": Func("erf({0})", "torch.erf({0})", "erf({0})", helper="erf"),
+    "sigmoid": Func("sigmoid({0})", "torch.sigmoid({0})", "σ({0})", helper="sigmoid"),
+    "softplus": Func(
+        "softplus({0})", "F.softplus({0})", "softplus({0})", helper="softplus"
+    ),
+    "relu": Func("np.maximum({0}, 0)", "torch.relu({0})", "max({0}, 0)"),
+    "softmax": Func(
+        "softmax({0})", "torch.softmax({0}, dim=1)", "softmax({0})", helper="softmax"
+    ),
+    "log_softmax": Func(
+        "log_softmax({0})",
+        "torch.log_softmax({0}, dim=1)",
+        "log_softmax({0})",
+        helper="log_softmax",
+    ),
+    "logsumexp": Func(
+        "logsumexp({0})",
+        "torch.logsumexp({0}, dim=1)",
+        "logsumexp({0})",
+        helper="logsumexp",
+    ),
+    "T": Func("{0}.T", "{0}.T", "{0}ᵀ", postfix=True),
+    "sum0": Func("{0}.sum(axis=0)", "{0}.sum(dim=0)", "Σₙ {0}", postfix=True),
+    "rowsum": Func(
+        "{0}.sum(axis=1, keepdims=True)",
+        "{0}.sum(dim=1, keepdim=True)",
+        "Σⱼ {0}",
+        postfix=True,
+    ),
+    "sum": Func("{0}.sum()", "{0}.sum()", "Σ {0}", postfix=True, scalar=True),
+    "mean": Func("{0}.mean()", "{0}.mean()", "mean({0})", postfix=True, scalar=True),
+    "gt0": Func("({0} > 0)", "({0} > 0)", "[{0} > 0]", postfix=True),
+    "where_gt0": Func(
+        "np.where({0} > 0, {1}, {2})",
+        "torch.where({0} > 0, {1}, {2})",
+        "({1} if {0} > 0 else {2})",
+        postfix=True,
+    ),
+    "maximum": Func("np.maximum({0}, {1})", "torch.maximum({0}, {1})", "max({0}, {1})"),
+    "numel": Func("{0}.size", "{0}.numel()", "numel({0})", postfix=True, scalar=True),
+    "rows": Func("len({0})", "len({0})", "N", scalar=True),
+    "onehot": Func(
+        "np.eye({1}, dtype=DTYPE)[{0}]",
+        "F.one_hot({0}, {1}).to(DTYPE)",
+        "onehot({0})",
+        postfix=True,
+    ),
+    "pick": Func(
+        "{0}[np.arange(len({1})), {1}]",
+        "{0}[torch.arange(len({1})), {1}]",
+        "{0}[n, {1}ₙ]",
+        postfix=True,
+    ),
+    "index": Func("{0}[{1}]", "{0}[{1}]", "{0}[{1}]", postfix=True),
+    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}", postfix=True),
+}
+
+
+def call(fn: str, *args) -> Call:
+    if fn not in FUNCS:
+        raise KeyError(f"unknown function {fn!r}")
+    return Call(fn, tuple(lift(a) for a in args))
+
+
+# ---------------------------------------------------------------------- printing
+
+
+def _fmt_const(v, math: bool) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if math and float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(float(v))
+
+
+_MATH_OPS = {"+": " + ", "-": " − ", "/": "/", "@": " @ ", "**": "^"}
+
+
+class Printer:
+    """Prints an expression in one language: ``numpy``, ``torch`` or ``math``."""
+
+    def __init__(self, lang: str):
+        if lang not in ("numpy", "torch", "math"):
+            raise ValueError(lang)
+        self.lang = lang
+
+    def __call__(self, e: Expr) -> str:
+        return self.p(e)[0]
+
+    def p(self, e: Expr) -> tuple[str, int]:
+        math = self.lang == "math"
+        if isinstance(e, Sym):
+            return (e.math or e.code) if math else e.code, ATOM
+        if isinstance(e, Const):
+            s = _fmt_const(e.value, math)
+            return s, (ATOM if e.value >= 0 else NEG)
+        if isinstance(e, Neg):
+            s, pr = self.p(e.a)
+            if pr < POW:
+                s = f"({s})"
+            return ("−" if math else "-") + s, NEG
+        if isinstance(e, Call):
+            f = FUNCS[e.fn]
+            fmt = getattr(f, self.lang)
+            args = []
+            for a in e.args:
+                s, pr = self.p(a)
+                if f.postfix and pr < ATOM:
+                    s = f"({s})"
+                args.append(s)
+            return fmt.format(*args), ATOM
+        if isinstance(e, Bin):
+            prec = _BIN_PREC[e.op]
+            ls, lp = self.p(e.a)
+            rs, rp = self.p(e.b)
+            if e.op == "**":
+                if lp <= POW:
+                    ls = f"({ls})"
+                if rp < ATOM:
+                    rs = f"({rs})"
+            else:
+                if lp < prec:
+                    ls = f"({ls})"
+                if rp <= prec:
+                    rs = f"({rs})"
+            if not math:
+                op = {"**": "**"}.get(e.op, e.op)
+                return f"{ls} {op} {rs}", prec
+            if e.op == "*":
+                sym = " · " if (e.a.is_scalar or e.b.is_scalar) else " ⊙ "
+                return f"{ls}{sym}{rs}", prec
+            return f"{ls}{_MATH_OPS[e.op]}{rs}", prec
+        raise TypeError(e)
+
+
+numpy_code = Printer("numpy")
+torch_code = Printer("torch")
+math_text = Printer("math")
