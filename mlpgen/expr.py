@@ -91,6 +91,7 @@ class Sym(Expr):
     code: str
     math: str = ""
     scalar: bool = False
+    math_atom: bool = True  # False for names like ∂L/∂h that need parentheses
 
     @property
     def is_scalar(self):
@@ -277,6 +278,30 @@ FUNCS: dict[str, Func] = {
         "({1} if {0} > 0 else {2})",
         postfix=True,
     ),
+    "where_gt": Func(
+        "np.where({0} > {3}, {1}, {2})",
+        "torch.where({0} > {3}, {1}, {2})",
+        "({1} if {0} > {3} else {2})",
+        postfix=True,
+    ),
+    "min0": Func("np.minimum({0}, 0)", "torch.clamp({0}, max=0)", "min({0}, 0)"),
+    "expm1": Func("np.expm1({0})", "torch.expm1({0})", "(exp({0}) − 1)"),
+    "logsigmoid": Func(
+        "logsigmoid({0})", "F.logsigmoid({0})", "log σ({0})", helper="logsigmoid"
+    ),
+    "clamp_min": Func(
+        "np.maximum({0}, {1})", "torch.clamp({0}, min={1})", "max({0}, {1})"
+    ),
+    "cat": Func(
+        "np.concatenate([{*}], axis=1)", "torch.cat([{*}], dim=1)", "[{*}]"
+    ),
+    "cols": Func("{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", postfix=True),
+    "dropout": Func(
+        "{0} if masks is None else {0} * {1}",
+        "{0} if masks is None else {0} * {1}",
+        "{0} ⊙ {1}",
+        postfix=True,
+    ),
     "maximum": Func("np.maximum({0}, {1})", "torch.maximum({0}, {1})", "max({0}, {1})"),
     "numel": Func("{0}.size", "{0}.numel()", "numel({0})", postfix=True, scalar=True),
     "rows": Func("len({0})", "len({0})", "N", scalar=True),
@@ -331,7 +356,9 @@ class Printer:
     def p(self, e: Expr) -> tuple[str, int]:
         math = self.lang == "math"
         if isinstance(e, Sym):
-            return (e.math or e.code) if math else e.code, ATOM
+            if not math:
+                return e.code, ATOM
+            return e.math or e.code, ATOM if e.math_atom else MUL
         if isinstance(e, Const):
             s = _fmt_const(e.value, math)
             return s, (ATOM if e.value >= 0 else NEG)
@@ -344,11 +371,17 @@ class Printer:
             f = FUNCS[e.fn]
             fmt = getattr(f, self.lang)
             args = []
+            # in math, only formats that put an argument first need it atomic
+            atomic = f.postfix and (not math or fmt.startswith(("{", "Σ")))
             for a in e.args:
                 s, pr = self.p(a)
-                if f.postfix and pr < ATOM:
+                if atomic and pr < ATOM:
                     s = f"({s})"
                 args.append(s)
+            if "{*}" in fmt:
+                return fmt.replace("{*}", ", ".join(args)), ATOM
+            if e.fn == "dropout" and not math:
+                return fmt.format(*args), 0  # a conditional expression binds loosest
             return fmt.format(*args), ATOM
         if isinstance(e, Bin):
             prec = _BIN_PREC[e.op]
@@ -367,6 +400,8 @@ class Printer:
             if not math:
                 op = {"**": "**"}.get(e.op, e.op)
                 return f"{ls} {op} {rs}", prec
+            if e.op == "**" and isinstance(e.b, Const) and e.b.value == 2:
+                return f"{ls}²", POW
             if e.op == "*":
                 sym = " · " if (e.a.is_scalar or e.b.is_scalar) else " ⊙ "
                 return f"{ls}{sym}{rs}", prec
@@ -377,3 +412,48 @@ class Printer:
 numpy_code = Printer("numpy")
 torch_code = Printer("torch")
 math_text = Printer("math")
+
+
+# NumPy has no softmax, sigmoid or erf: a generated file defines the ones it uses,
+# each in its numerically stable form.
+NUMPY_HELPERS: dict[str, str] = {
+    "sigmoid": '''def sigmoid(z):
+    """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
+    return np.exp(-np.logaddexp(0, -z))
+''',
+    "softplus": '''def softplus(z):
+    """log(1 + exp(z)) as logaddexp(0, z), never overflowing; z itself above 20, as torch."""
+    return np.where(z > 20, z, np.logaddexp(0, z))
+''',
+    "logsigmoid": '''def logsigmoid(z):
+    """log σ(z) = min(z, 0) − log(1 + exp(−|z|)): never overflows."""
+    return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
+''',
+    "logsumexp": '''def logsumexp(z):
+    """log Σⱼ exp(zⱼ) per row, shifted by the row maximum so exp never overflows."""
+    m = z.max(axis=1, keepdims=True)
+    return m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
+''',
+    "softmax": '''def softmax(z):
+    """exp(zⱼ) / Σₖ exp(zₖ) per row, shifted by the row maximum (same result, no overflow)."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+''',
+    "log_softmax": '''def log_softmax(z):
+    """zⱼ − logsumexp(z) per row."""
+    return z - logsumexp(z)[:, None]
+''',
+    "erf": '''def erf(z):
+    """The error function, element by element (NumPy has none; math.erf is exact)."""
+    return np.vectorize(math.erf, otypes=[z.dtype])(z)
+''',
+}
+HELPER_NEEDS = {"log_softmax": ("logsumexp",)}
+
+
+def numpy_helpers(fns: set[str]) -> list[str]:
+    """The helper definitions a NumPy file needs for these functions, in a fixed order."""
+    names = {FUNCS[f].helper for f in fns if FUNCS[f].helper}
+    for n in list(names):
+        names |= set(HELPER_NEEDS.get(n, ()))
+    return [NUMPY_HELPERS[n] for n in NUMPY_HELPERS if n in names]

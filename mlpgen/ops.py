@@ -325,6 +325,194 @@ elementwise(
 )
 
 
+
+class LeakyReluKeys(Keys):
+    negative_slope: Annotated[float, Field(ge=0)] = 0.01
+
+
+elementwise(
+    "leaky_relu",
+    lambda c: call("where_gt", c.x, c.x, c.a.negative_slope * c.x, 0),
+    lambda c: call("where_gt", c.x, c.g, c.a.negative_slope * c.g, 0),
+    "y = x if x > 0 else negative_slope·x",
+    "leaky_relu′(x) = 1 if x > 0 else negative_slope",
+    lambda a, ins, out: f"nn.LeakyReLU({a.negative_slope!r})",
+    keys=LeakyReluKeys,
+)
+
+
+class EluKeys(Keys):
+    alpha: Annotated[float, Field(ge=0)] = 1.0
+
+
+elementwise(
+    "elu",
+    # exp of min(x, 0): the branch not taken must not overflow either
+    lambda c: call("where_gt", c.x, c.x, c.a.alpha * call("expm1", call("min0", c.x)), 0),
+    lambda c: call("where_gt", c.x, c.g, c.g * c.a.alpha * call("exp", call("min0", c.x)), 0),
+    "y = x if x > 0 else alpha·(exp(x) − 1)",
+    "elu′(x) = 1 if x > 0 else alpha·exp(x)",
+    lambda a, ins, out: f"nn.ELU({a.alpha!r})",
+    keys=EluKeys,
+)
+
+
+class GeluKeys(Keys):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+SQRT1_2 = math.sqrt(0.5)  # 1/√2
+SQRT_2_PI = math.sqrt(2 / math.pi)  # √(2/π)
+INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)  # 1/√(2π), the normal density's constant
+KAPPA = 0.044715
+
+
+def _gelu_forward(c: Ctx) -> Expr:
+    if c.a.approximate == "tanh":
+        inner = SQRT_2_PI * (c.x + KAPPA * c.x**3)
+        return 0.5 * c.x * (1 + call("tanh", inner))
+    return c.x * 0.5 * (1 + call("erf", c.x * SQRT1_2))
+
+
+def _gelu_vjp(c: Ctx) -> Expr:
+    if c.a.approximate == "tanh":
+        t = call("tanh", SQRT_2_PI * (c.x + KAPPA * c.x**3))
+        slope = 0.5 * (1 + t) + 0.5 * c.x * (1 - t**2) * (
+            SQRT_2_PI * (1 + 3 * KAPPA * c.x**2)
+        )
+        return c.g * slope
+    cdf = 0.5 * (1 + call("erf", c.x * SQRT1_2))
+    pdf = INV_SQRT_2PI * call("exp", -0.5 * c.x**2)
+    return c.g * (cdf + c.x * pdf)
+
+
+elementwise(
+    "gelu",
+    _gelu_forward,
+    _gelu_vjp,
+    "y = x·Φ(x), Φ the standard normal CDF (tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))))",
+    "gelu′(x) = Φ(x) + x·φ(x), φ the normal density (tanh form: its exact derivative)",
+    lambda a, ins, out: "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")',
+    keys=GeluKeys,
+)
+elementwise(
+    "silu",
+    lambda c: c.x * call("sigmoid", c.x),
+    lambda c: c.g * call("sigmoid", c.x) * (1 + c.x * (1 - call("sigmoid", c.x))),
+    "y = x·σ(x)",
+    "silu′(x) = σ(x)·(1 + x·(1 − σ(x)))",
+    lambda a, ins, out: "nn.SiLU()",
+)
+elementwise(
+    "softplus",
+    lambda c: call("softplus", c.x),
+    lambda c: call("where_gt", c.x, c.g, c.g * call("sigmoid", c.x), 20),
+    "y = log(1 + exp(x)), and y = x above 20 (torch's threshold)",
+    "softplus′(x) = σ(x), and 1 above 20",
+    lambda a, ins, out: "nn.Softplus()",
+)
+register(
+    Op(
+        name="softmax",
+        Keys=NoKeys,
+        forward=lambda c: call("softmax", c.x),
+        vjp=lambda c: [c.y * (c.g - call("rowsum", c.g * c.y))],
+        formula="yⱼ = exp(xⱼ) / Σₖ exp(xₖ), per row",
+        derivative="the Jacobian-vector product ∂L/∂x = y ⊙ (g − Σⱼ gⱼ·yⱼ)",
+        module=lambda a, ins, out: "nn.Softmax(dim=1)",
+        elementwise=False,
+    )
+)
+register(
+    Op(
+        name="log_softmax",
+        Keys=NoKeys,
+        forward=lambda c: call("log_softmax", c.x),
+        vjp=lambda c: [c.g - call("exp", c.y) * call("rowsum", c.g)],
+        formula="yⱼ = xⱼ − log Σₖ exp(xₖ), per row (via log-sum-exp)",
+        derivative="∂L/∂x = g − exp(y) ⊙ Σⱼ gⱼ",
+        module=lambda a, ins, out: "nn.LogSoftmax(dim=1)",
+        elementwise=False,
+    )
+)
+
+
+class DropoutKeys(Keys):
+    p: Annotated[float, Field(ge=0, lt=1)] = 0.5
+
+
+def mask(layer_name: str) -> Sym:
+    """The dropout mask of one training step, drawn before the forward pass."""
+    return Sym(f'masks["{layer_name}"]', f"mask_{layer_name}")
+
+
+register(
+    Op(
+        name="dropout",
+        Keys=DropoutKeys,
+        forward=lambda c: call("dropout", c.x, mask(c.y.code)),
+        vjp=lambda c: [c.g * mask(c.y.code)],
+        formula="y = x ⊙ mask, mask = [u ≥ p]/(1 − p) in training; y = x in evaluation",
+        derivative="∂L/∂x = g ⊙ mask (the same mask)",
+        module=lambda a, ins, out: f"Dropout({a.p!r}, dropout_rng)",
+    )
+)
+
+
+def _same_features(a, ins: list[int]) -> int | str:
+    if len(set(ins)) != 1:
+        return f"add needs inputs of one shape, got features {ins}"
+    return ins[0]
+
+
+register(
+    Op(
+        name="add",
+        Keys=NoKeys,
+        forward=lambda c: _sum(c.xs),
+        vjp=lambda c: [c.g for _ in c.xs],
+        formula="y = x₁ + x₂ + …",
+        derivative="∂L/∂xᵢ = g for every input",
+        module=lambda a, ins, out: None,
+        module_call=lambda attr, xs: " + ".join(xs),
+        out_features=_same_features,
+        arity=(2, None),
+        elementwise=False,
+    )
+)
+
+
+def _sum(xs: list[Expr]) -> Expr:
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + x
+    return total
+
+
+def _concat_vjp(c: Ctx) -> list[Expr]:
+    grads, start = [], 0
+    for f in c.in_features:
+        grads.append(call("cols", c.g, start, start + f))
+        start += f
+    return grads
+
+
+register(
+    Op(
+        name="concat",
+        Keys=NoKeys,
+        forward=lambda c: call("cat", *c.xs),
+        vjp=_concat_vjp,
+        formula="y = [x₁, x₂, …] along the feature axis",
+        derivative="∂L/∂xᵢ = g[:, the columns of xᵢ]",
+        module=lambda a, ins, out: None,
+        module_call=lambda attr, xs: f"torch.cat([{', '.join(xs)}], dim=1)",
+        out_features=lambda a, ins: sum(ins),
+        arity=(2, None),
+        elementwise=False,
+    )
+)
+
 # ------------------------------------------------------------------------ losses
 
 
@@ -347,9 +535,10 @@ class Loss:
     grad: Callable[[LossCtx], Expr]
     formula: str
     derivative: str
-    module: Callable[[Any], str]  # nn loss constructor (weights as WEIGHT)
+    module: Callable[[Any], str]  # nn loss constructor (class weights as CLASS_WEIGHT)
     targets: Literal["float", "class"] = "float"
-    classification: bool = False
+    # which predictions are right, in NumPy and torch, for metrics: [accuracy]
+    correct: tuple[str, str] | None = None
 
 
 LOSSES: dict[str, Loss] = {}
@@ -429,7 +618,7 @@ def _ce_grad(c: LossCtx) -> Expr:
 
 
 def _ce_module(a) -> str:
-    args = ["weight=WEIGHT"] if a.weight is not None else []
+    args = ["weight=CLASS_WEIGHT"] if a.weight is not None else []
     if a.reduction != "mean":
         args.append(f'reduction="{a.reduction}"')
     return f"nn.CrossEntropyLoss({', '.join(args)})"
@@ -444,5 +633,116 @@ LOSSES["cross_entropy"] = Loss(
     derivative="∂L/∂z = (softmax(z) − onehot(y)) · w[y] / Σₙ w[yₙ]   (softmax and the loss fused)",
     module=_ce_module,
     targets="class",
-    classification=True,
+    correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
+)
+
+
+class NllKeys(LossKeys):
+    type: Literal["nll"]
+    weight: list[Annotated[float, Field(ge=0)]] | None = None
+    reduction: Reduction = "mean"
+
+
+def _nll_value(c: LossCtx) -> Expr:
+    picked = -call("pick", c.out, c.y)
+    if c.weight is None:
+        return call("mean", picked) if c.a.reduction == "mean" else call("sum", picked)
+    w = call("index", c.weight, c.y)
+    total = call("sum", w * picked)
+    return total / call("sum", w) if c.a.reduction == "mean" else total
+
+
+def _nll_grad(c: LossCtx) -> Expr:
+    d = -call("onehot", c.y, Const(c.outputs))
+    if c.weight is None:
+        return d / call("rows", c.out) if c.a.reduction == "mean" else d
+    w = call("index", c.weight, c.y)
+    if c.a.reduction == "mean":
+        w = w / call("sum", w)
+    return d * call("col", w)
+
+
+LOSSES["nll"] = Loss(
+    name="nll",
+    Keys=NllKeys,
+    value=_nll_value,
+    grad=_nll_grad,
+    formula="L = −Σₙ w[yₙ]·zₙ[yₙ] / Σₙ w[yₙ] on log-probabilities z   (w = 1 without weights)",
+    derivative="∂L/∂z = −onehot(y) · w[y] / Σₙ w[yₙ]",
+    module=lambda a: _ce_module(a).replace("CrossEntropyLoss", "NLLLoss"),
+    targets="class",
+    correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
+)
+
+
+class BceKeys(LossKeys):
+    type: Literal["bce"]
+    reduction: Reduction = "mean"
+
+
+def _reduce(c: LossCtx, e: Expr) -> Expr:
+    return call("mean", e) if c.a.reduction == "mean" else call("sum", e)
+
+
+def _per_element(c: LossCtx, e: Expr) -> Expr:
+    """∂(mean)/∂ŷ divides by the number of elements; sum does not."""
+    return e / _count(c) if c.a.reduction == "mean" else e
+
+
+LOSSES["bce"] = Loss(
+    name="bce",
+    Keys=BceKeys,
+    # torch clamps each log at −100 so that p = 0 or 1 gives a finite loss
+    value=lambda c: _reduce(
+        c,
+        (c.y - 1) * call("clamp_min", call("log1p", -c.out), -100)
+        - c.y * call("clamp_min", call("log", c.out), -100),
+    ),
+    grad=lambda c: _per_element(
+        c, (c.out - c.y) / call("clamp_min", c.out * (1 - c.out), 1e-12)
+    ),
+    formula="L = mean(−y·log p − (1 − y)·log(1 − p)), each log clamped at −100",
+    derivative="∂L/∂p = (p − y) / max(p·(1 − p), 1e-12) / numel(p)",
+    module=lambda a: "nn.BCELoss()" if a.reduction == "mean" else f'nn.BCELoss(reduction="{a.reduction}")',
+    correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
+)
+
+
+class BceLogitsKeys(LossKeys):
+    type: Literal["bce_with_logits"]
+    reduction: Reduction = "mean"
+    pos_weight: list[Annotated[float, Field(ge=0)]] | None = None
+
+
+def _bcel_value(c: LossCtx) -> Expr:
+    log_sig = call("logsigmoid", c.out)
+    if c.weight is None:
+        return _reduce(c, (1 - c.y) * c.out - log_sig)
+    log_weight = (c.weight - 1) * c.y + 1
+    return _reduce(c, (1 - c.y) * c.out - log_weight * log_sig)
+
+
+def _bcel_grad(c: LossCtx) -> Expr:
+    s = call("sigmoid", c.out)
+    if c.weight is None:
+        return _per_element(c, s - c.y)
+    return _per_element(c, s * ((c.weight - 1) * c.y + 1) - c.weight * c.y)
+
+
+def _bcel_module(a) -> str:
+    args = ["pos_weight=POS_WEIGHT"] if a.pos_weight is not None else []
+    if a.reduction != "mean":
+        args.append(f'reduction="{a.reduction}"')
+    return f"nn.BCEWithLogitsLoss({', '.join(args)})"
+
+
+LOSSES["bce_with_logits"] = Loss(
+    name="bce_with_logits",
+    Keys=BceLogitsKeys,
+    value=_bcel_value,
+    grad=_bcel_grad,
+    formula="L = mean((1 − y)·z − (1 + (pw − 1)·y)·log σ(z)), log σ computed stably",
+    derivative="∂L/∂z = (σ(z)·(1 + (pw − 1)·y) − pw·y) / numel(z)   (σ(z) − y without pos_weight)",
+    module=_bcel_module,
+    correct=("(out > 0) == (y > 0.5)", "(out > 0) == (y > 0.5)"),
 )

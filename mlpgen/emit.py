@@ -1,0 +1,286 @@
+"""Print a derived Program through the Jinja templates into the output folder.
+
+The templates only lay out what this module hands them: every formula and
+every line of derived code is computed here from the Program, so the logic
+stays in Python and the templates stay thin. Output is formatted with ruff,
+checked with ``ast.parse``, and written atomically: a temporary folder that
+replaces the old one only when everything in it was written.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from .autodiff import Program, param
+from .expr import FUNCS, math_text, numpy_code, numpy_helpers, torch_code
+from .ops import LOSSES
+from .text import comment, docstring, markdown, table_cell
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+PY_FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    env.filters.update(
+        comment=comment, docstring=docstring, md=markdown, cell=table_cell
+    )
+    return env
+
+
+def _num(v: float) -> str:
+    return repr(float(v))
+
+
+def _init_note(pi) -> str:
+    layer, p = pi.layer, pi.param
+    keys = layer.keys
+    init = keys.init if p.name == "weight" else keys.bias_init
+    fan_in, fan_out = layer.in_features[0], layer.out_features
+    s = init.scheme
+    shape = "(" + ", ".join(map(str, p.shape)) + ("," if len(p.shape) == 1 else "") + ")"
+    if s == "torch_default":
+        how = f"U(−1/√fan_in, +1/√fan_in) with fan_in = {fan_in}"
+    elif s == "uniform":
+        how = f"U({init.low}, {init.high})"
+    elif s == "normal":
+        how = f"N(mean={init.mean}, std={init.std})"
+    elif s in ("zeros", "constant"):
+        how = f"all {p.draw.a}"
+    elif s.startswith("xavier"):
+        form = "U(±gain·√(6/(fan_in + fan_out)))" if s.endswith("uniform") else "N(0, gain·√(2/(fan_in + fan_out)))"
+        how = f"{form}, gain = {init.gain}, fan_in = {fan_in}, fan_out = {fan_out}"
+    else:
+        form = "U(±gain·√(3/fan))" if s.endswith("uniform") else "N(0, gain/√fan)"
+        how = f"{form}, gain = calculate_gain({init.nonlinearity!r}, {init.a}), fan = {init.mode}"
+    return f"{pi.state_name} {shape}: {s}, {how}"
+
+
+def _draw_code(pi) -> str:
+    d, shape = pi.param.draw, pi.param.shape
+    shape_code = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    if d.kind == "uniform":
+        return f"rng.uniform({_num(d.a)}, {_num(d.b)}, {shape_code})"
+    if d.kind == "normal":
+        return f"rng.normal({_num(d.a)}, {_num(d.b)}, {shape_code})"
+    return f"np.full({shape_code}, {_num(d.a)})"
+
+
+def _optimizer(spec) -> dict:
+    o = spec.train.optimizer
+    t = o.type
+    constants = [("LR", _num(o.lr))]
+    args = ["lr=LR"]
+    buffers: list[str] = []
+    if t == "sgd":
+        for key in ("momentum", "dampening", "weight_decay"):
+            if getattr(o, key):
+                constants.append((key.upper(), _num(getattr(o, key))))
+                args.append(f"{key}={key.upper()}")
+        if o.nesterov:
+            args.append("nesterov=True")
+        has_state = bool(o.momentum)
+        torch_class = "SGD"
+    elif t in ("adam", "adamw"):
+        constants += [("BETA1", _num(o.betas[0])), ("BETA2", _num(o.betas[1])), ("EPS", _num(o.eps))]
+        args += ["betas=(BETA1, BETA2)", "eps=EPS"]
+        if o.weight_decay or t == "adamw":
+            constants.append(("WEIGHT_DECAY", _num(o.weight_decay)))
+            args.append("weight_decay=WEIGHT_DECAY")
+        if o.amsgrad:
+            args.append("amsgrad=True")
+        buffers = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if o.amsgrad else [])
+        has_state = True
+        torch_class = "Adam" if t == "adam" else "AdamW"
+    else:  # rmsprop
+        constants += [("ALPHA", _num(o.alpha)), ("EPS", _num(o.eps))]
+        args += ["alpha=ALPHA", "eps=EPS"]
+        for key in ("momentum", "weight_decay"):
+            if getattr(o, key):
+                constants.append((key.upper(), _num(getattr(o, key))))
+                args.append(f"{key}={key.upper()}")
+        if o.centered:
+            args.append("centered=True")
+        buffers = ["square_avg"] + (["grad_avg"] if o.centered else []) + (
+            ["momentum_buffer"] if o.momentum else []
+        )
+        has_state = True
+        torch_class = "RMSprop"
+    return {
+        "type": t,
+        "torch_class": torch_class,
+        "constants": constants,
+        "signature": ", ".join(args),
+        "buffers": buffers,
+        "has_state": has_state,
+        "momentum": getattr(o, "momentum", 0),
+        "dampening": getattr(o, "dampening", 0),
+        "nesterov": getattr(o, "nesterov", False),
+        "weight_decay": getattr(o, "weight_decay", 0),
+        "amsgrad": getattr(o, "amsgrad", False),
+        "centered": getattr(o, "centered", False),
+    }
+
+
+def _lines(lines, printer) -> list[dict]:
+    return [
+        {"comments": line.comments, "target": printer(line.target), "code": printer(line.expr)}
+        for line in lines
+    ]
+
+
+def _layer_table(net) -> list[dict]:
+    rows = []
+    for layer in net.layers:
+        params = ", ".join(
+            f"`{layer.param_name(p)}` {tuple(p.shape)}" for p in layer.params
+        )
+        rows.append(
+            {
+                "name": layer.name,
+                "type": layer.op.name,
+                "inputs": ", ".join(f"`{s}`" for s in layer.inputs),
+                "shape": f"(N, {layer.out_features})",
+                "params": params or "–",
+            }
+        )
+    return rows
+
+
+def context(prog: Program) -> dict:
+    net, spec = prog.net, prog.net.spec
+    loss = LOSSES[spec.loss.type]
+    fns: set[str] = set()
+    for line in (*prog.forward, *prog.backward):
+        fns |= line.expr.calls()
+    fns |= prog.loss_value.calls()
+
+    l2 = spec.loss.l2 if prog.l2 else None
+    code = {}
+    for xp, printer in (("np", numpy_code), ("torch", torch_code)):
+        value = printer(prog.loss_value)
+        if l2:
+            terms = " + ".join(f"({printer(param(pi.state_name))} ** 2).sum()" for pi in prog.l2)
+            value = f"{value} + {_num(l2.coef)} * ({terms})"
+        code[xp] = {
+            "forward": _lines(prog.forward, printer),
+            "backward": _lines(prog.backward, printer),
+            "loss": value,
+        }
+
+    loss_formula = math_text(prog.loss_value)
+    if l2:
+        which = "all parameters" if l2.params == "all" else "the weights"
+        loss_formula += f" + {l2.coef}·Σ p² over {which}"
+
+    # the nn.Module spelling of each layer
+    inits, calls = [], []
+    for layer in net.layers:
+        ctor = layer.op.module(layer.keys, list(layer.in_features), layer.out_features)
+        if ctor is not None:
+            inits.append((layer.name, ctor))
+        calls.append((layer.name, layer.op.module_call(layer.name, list(layer.inputs))))
+    module_loss = "criterion(out, y)"
+    scale = getattr(spec.loss, "scale", 1.0)
+    if scale != 1.0:
+        module_loss = f"{_num(scale)} * {module_loss}"
+    if l2:
+        chosen = "p in model.parameters()"
+        if l2.params == "weights":
+            chosen = 'name, p in model.named_parameters() if name.endswith(".weight")'
+        module_loss += f" + {_num(l2.coef)} * sum((p**2).sum() for {chosen})"
+
+    d = spec.data
+    data = {"kind": d.kind}
+    if d.kind == "inline":
+        info = net.data
+        data["x"] = repr([list(r) for r in info.x])
+        data["y"] = repr(list(info.y) if loss.targets == "class" else [list(r) for r in info.y])
+    elif d.kind == "random":
+        data.update(n=d.n, classes=d.classes, outputs=d.outputs)
+    elif d.kind == "spiral":
+        data.update(n_per_class=d.n_per_class, classes=d.classes, noise=_num(d.noise))
+    split = None
+    if d.split is not None:
+        split = {"train": d.split.train, "val": d.split.val, "test": d.split.test}
+
+    n = net.data.n
+    n_train = int(d.split.train * n) if d.split is not None else n
+    batch = n_train if spec.train.batch_size == "full" else spec.train.batch_size
+    weight = getattr(spec.loss, "weight", None)
+    epochs = spec.train.epochs
+    log_every = spec.train.log_every or max(1, epochs // 10)
+    accuracy = "accuracy" in spec.train.metrics
+    return {
+        "name": spec.name,
+        "description": spec.description or spec.name,
+        "spec_file": Path(spec.source).name,
+        "class_name": "".join(part.capitalize() for part in spec.name.split("_")) or "Net",
+        "dtype": spec.dtype,
+        "seed": spec.seed,
+        "epochs": epochs,
+        "batch_size": spec.train.batch_size if spec.train.batch_size != "full" else None,
+        "shuffle": spec.train.shuffle,
+        "log_every": log_every,
+        "opt": _optimizer(spec),
+        "class_weight": repr([float(w) for w in weight]) if weight is not None else None,
+        "data": data,
+        "split": split,
+        "standardize": d.standardize,
+        "classification": loss.targets == "class",
+        "input_features": net.input_features,
+        "params": [
+            {"state_name": pi.state_name, "draw": _draw_code(pi), "note": _init_note(pi)}
+            for pi in prog.params
+        ],
+        "code": code,
+        "saved": prog.saved,
+        "saved_unpack": ", ".join(prog.saved)
+        + ("," if len(prog.saved) == 1 else "")
+        + " = "
+        + ", ".join(f'cache["{n}"]' for n in prog.saved),
+        "output": prog.output,
+        "l2": bool(l2),
+        "loss_formula": loss_formula,
+        "helpers": numpy_helpers(fns),
+        "needs_math": "erf" in fns,
+        "torch_functional": any("F." in FUNCS[f].torch for f in fns),
+        "accuracy": accuracy,
+        "total_steps": epochs * -(-n_train // batch),
+        "layer_table": _layer_table(net),
+        "param_count": net.param_count,
+        "formulas": {
+            "forward": [
+                {"layer": ln.layer, "math": f"{math_text(ln.target)} = {math_text(ln.expr)}", "shape": ln.shape}
+                for ln in prog.forward
+            ],
+            "backward": [
+                {"layer": f"`{ln.layer}`" if ln.layer else "loss", "math": f"{math_text(ln.target)} = {math_text(ln.expr)}", "shape": ln.shape}
+                for ln in prog.backward
+            ],
+        },
+        "accuracy_pred": {"np": "out.argmax(axis=1)", "torch": "out.argmax(dim=1)"},
+        "module": {
+            "inits": inits,
+            "calls": calls,
+            "criterion": loss.module(spec.loss),
+            "loss": module_loss,
+        },
+    }
