@@ -19,6 +19,7 @@ from .ops import LOSSES, Ctx, LossCtx, Param
 
 Y = Sym("y")
 CLASS_WEIGHT = Sym("CLASS_WEIGHT", "w")
+POS_WEIGHT = Sym("POS_WEIGHT", "pw")
 
 
 def value(name: str) -> Sym:
@@ -97,7 +98,11 @@ def _comment(target: Sym, expr: Expr, shape: str) -> str:
 
 def loss_ctx(net: Network, out: Expr) -> LossCtx:
     spec = net.spec
-    weight = CLASS_WEIGHT if getattr(spec.loss, "weight", None) is not None else None
+    weight = None
+    if getattr(spec.loss, "weight", None) is not None:
+        weight = CLASS_WEIGHT
+    elif getattr(spec.loss, "pos_weight", None) is not None:
+        weight = POS_WEIGHT
     return LossCtx(
         out=out, y=Y, a=spec.loss, outputs=net.output.out_features, weight=weight
     )
@@ -226,11 +231,13 @@ def derive(net: Network) -> Program:
             )
         backward.extend(lines)
 
-    forward_names = {INPUT} | {layer.name for layer in net.layers}
     read = set()
     for line in backward:
         read |= line.expr.symbols()
-    saved = tuple(n for n in [INPUT, *(l.name for l in net.layers)] if n in read and n in forward_names)
+    names = [INPUT, *(layer.name for layer in net.layers)]
+    saved = tuple(n for n in names if n in read)
+    if any(s.startswith("masks[") for s in read):
+        saved += ("masks",)  # the dropout masks of this step
 
     loss_value = loss.value(loss_ctx(net, Sym("out")))
     return Program(

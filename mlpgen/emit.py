@@ -225,6 +225,7 @@ def context(prog: Program) -> dict:
     n_train = int(d.split.train * n) if d.split is not None else n
     batch = n_train if spec.train.batch_size == "full" else spec.train.batch_size
     weight = getattr(spec.loss, "weight", None)
+    pos_weight = getattr(spec.loss, "pos_weight", None)
     epochs = spec.train.epochs
     log_every = spec.train.log_every or max(1, epochs // 10)
     accuracy = "accuracy" in spec.train.metrics
@@ -276,7 +277,13 @@ def context(prog: Program) -> dict:
                 for ln in prog.backward
             ],
         },
-        "accuracy_pred": {"np": "out.argmax(axis=1)", "torch": "out.argmax(dim=1)"},
+        "correct": dict(zip(("np", "torch"), loss.correct or ("", ""))),
+        "dropouts": [
+            {"name": layer.name, "p": _num(layer.keys.p), "features": layer.out_features}
+            for layer in net.layers
+            if layer.op.name == "dropout"
+        ],
+        "pos_weight": repr([float(w) for w in pos_weight]) if pos_weight is not None else None,
         "module": {
             "inits": inits,
             "calls": calls,
