@@ -168,7 +168,7 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 
 class Split(BaseModel):
     model_config = STRICT
-    train: Annotated[float, Field(gt=0, le=1)]
+    train: Annotated[float, Field(gt=0.0, le=1)]
     val: Fraction = 0.0
     test: Fraction = 0.0
 
@@ -257,7 +257,7 @@ class Model(BaseModel):
     layers: tuple[Layer, ...]
 
 
-LR = Annotated[float, Field(gt=0)]
+LR = Annotated[float, Field(gt=0.0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
@@ -379,6 +379,10 @@ def _show(v: Any) -> str:
     return str(v)
 
 
+def _bound(b) -> str:
+    return f"{b:g}" if isinstance(b, float) else str(b)
+
+
 def _message(err: dict, allowed: list[str]) -> str:
     t, ctx, v = err["type"], err.get("ctx", {}), err.get("input")
     got = f", got {_show(v)}"
@@ -389,15 +393,15 @@ def _message(err: dict, allowed: list[str]) -> str:
         close = difflib.get_close_matches(key, allowed, n=1)
         return "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
     if t == "greater_than":
-        if ctx.get("gt") == 0 and isinstance(v, int) and not isinstance(v, bool):
+        if ctx.get("gt") == 0 and type(ctx["gt"]) is int and type(v) is int:
             return f"must be a positive integer{got}"
-        return f"must be > {ctx['gt']}{got}"
+        return f"must be > {_bound(ctx['gt'])}{got}"
     if t == "greater_than_equal":
-        return f"must be >= {ctx['ge']}{got}"
+        return f"must be >= {_bound(ctx['ge'])}{got}"
     if t == "less_than":
-        return f"must be < {ctx['lt']}{got}"
+        return f"must be < {_bound(ctx['lt'])}{got}"
     if t == "less_than_equal":
-        return f"must be <= {ctx['le']}{got}"
+        return f"must be <= {_bound(ctx['le'])}{got}"
     if t in ("int_type", "int_from_float", "int_parsing"):
         return f"must be an integer{got}"
     if t in ("float_type", "float_parsing", "finite_number"):

@@ -1,0 +1,35 @@
+"""Shared fixtures: the repository layout and a compiled-spec cache."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))
+
+
+def load_module(path: Path, name: str | None = None):
+    """Import a generated file as a module, without touching sys.path."""
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory):
+    """compiled(spec_path) -> the folder it compiles to (once per session)."""
+    from mlpgen.compiler import compile_spec
+
+    root = tmp_path_factory.mktemp("compiled")
+    done: dict[Path, Path] = {}
+
+    def get(spec: Path) -> Path:
+        if spec not in done:
+            done[spec] = compile_spec(spec, root)
+        return done[spec]
+
+    return get
