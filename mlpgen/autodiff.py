@@ -136,6 +136,7 @@ def derive(net: Network) -> Program:
     params = tuple(
         ParamInfo(layer.param_name(p), layer, p) for layer in net.layers for p in layer.params
     )
+    param_info = {pi.state_name: pi for pi in params}
     l2_keys = spec.loss.l2
     l2 = ()
     if l2_keys is not None and l2_keys.coef > 0:
@@ -192,7 +193,7 @@ def derive(net: Network) -> Program:
         lines: list[Line] = []
         for pname, e in layer.op.param_grads(c).items():
             state_name = f"{layer.name}.{pname}"
-            pinfo = next(pi for pi in params if pi.state_name == state_name)
+            pinfo = param_info[state_name]
             if state_name in l2_names:
                 e = e + (2 * l2_keys.coef) * param(state_name)
             pshape = shape_str(pinfo.param.shape, batch=False)

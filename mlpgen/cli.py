@@ -23,7 +23,7 @@ def _specs_or_exit(paths, action) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .compiler import build, render, write_atomically
+    from .compiler import build, output_folder, render, write_atomically
 
     # Validate every spec first, so a bad one writes nothing at all.
     progs = []
@@ -31,7 +31,7 @@ def cmd_compile(args) -> int:
     if status:
         return status
     for prog in progs:
-        folder = Path(args.output) / prog.net.spec.name
+        folder = output_folder(args.output, prog.net.spec.name)
         write_atomically(render(prog), folder)
         print(f"wrote {folder}/")
     return 0
@@ -39,9 +39,28 @@ def cmd_compile(args) -> int:
 
 def cmd_check(args) -> int:
     from .compiler import build
+    from .lint import lint_report
     from .report import layer_table
 
-    return _specs_or_exit(args.specs, lambda p: print(layer_table(build(p))))
+    def check(path):
+        prog = build(path)
+        print(layer_table(prog), lint_report(prog), sep="\n\n", end="\n\n")
+
+    return _specs_or_exit(args.specs, check)
+
+
+def cmd_render(args) -> int:
+    from .compiler import build
+    from .render import write_diagrams
+
+    progs = []
+    status = _specs_or_exit([args.spec], lambda p: progs.append(build(p)))
+    if status:
+        return status
+    folder = Path(args.output or Path("generated", progs[0].net.spec.name))
+    written = write_diagrams(progs[0], folder)
+    print(f"wrote {', '.join(str(folder / name) for name in sorted(written))}")
+    return 0
 
 
 def cmd_crosstest(args) -> int:
@@ -50,7 +69,7 @@ def cmd_crosstest(args) -> int:
     result = {}
 
     def run(path):
-        result["status"] = crosstest(path, epochs=args.epochs)
+        result["status"] = crosstest(path, epochs=args.epochs, plot=args.plot)
 
     status = _specs_or_exit([args.spec], run)
     return status or result["status"]
@@ -62,10 +81,42 @@ def cmd_run(args) -> int:
     result = {}
 
     def run(path):
-        result["status"] = run_one(path, args.impl, epochs=args.epochs)
+        result["status"] = run_one(path, args.impl, epochs=args.epochs, plot=args.plot)
 
     status = _specs_or_exit([args.spec], run)
     return status or result["status"]
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    return compare(args.a, args.b, epochs=args.epochs, plot=args.plot)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _plot_file(text: str) -> str:
+    """argparse type: a figure file in an existing folder (checked before training)."""
+    path = Path(text)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise argparse.ArgumentTypeError(f"must end in .png, .svg or .pdf, got {text!r}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {str(path.parent)!r} to write {path.name} in")
+    return text
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the spec's epochs")
+    p.add_argument("--plot", type=_plot_file, metavar="FILE.png", help="write the loss curves to this figure")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,15 +133,24 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check", help="validate and print the layer table")
     k.add_argument("specs", nargs="+", metavar="SPEC")
     k.set_defaults(func=cmd_check)
+    g = sub.add_parser("render", help="write the forward and backward diagrams only")
+    g.add_argument("spec", metavar="SPEC")
+    g.add_argument("-o", "--output", metavar="DIR", help="folder for the diagrams (default generated/NAME)")
+    g.set_defaults(func=cmd_render)
     t = sub.add_parser("crosstest", help="compile to a scratch folder, run all three, compare")
     t.add_argument("spec", metavar="SPEC")
-    t.add_argument("--epochs", type=int, default=None)
+    _training_options(t)
     t.set_defaults(func=cmd_crosstest)
     r = sub.add_parser("run", help="train one implementation")
     r.add_argument("spec", metavar="SPEC")
     r.add_argument("--impl", choices=["numpy_backprop", "torch_manual", "torch_module"], default="numpy_backprop")
-    r.add_argument("--epochs", type=int, default=None)
+    _training_options(r)
     r.set_defaults(func=cmd_run)
+    d = sub.add_parser("compare", help="what differs between two specs, and which difference explains the loss gap")
+    d.add_argument("a", metavar="A.yaml")
+    d.add_argument("b", metavar="B.yaml")
+    _training_options(d)
+    d.set_defaults(func=cmd_compare)
     return p
 
 

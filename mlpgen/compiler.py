@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from . import autodiff, data, graph
-from .spec import load_spec
+from . import autodiff, graph
+from .spec import SPEC_NAME_PATTERN
 
 FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py", "README.md")
 
 
 def build(path) -> autodiff.Program:
     """Validate the spec at ``path`` and derive its program; SpecError on a bad spec."""
-    spec = load_spec(path)
-    net = graph.build(spec, data.describe(spec))
-    return autodiff.derive(net)
+    return autodiff.derive(graph.load(path))
 
 
 def ruff_bin() -> str:
@@ -28,58 +27,99 @@ def ruff_bin() -> str:
     return os.fsdecode(find_ruff_bin())
 
 
-def render(prog: autodiff.Program) -> dict[str, str]:
-    """The generated files' text, formatted with ruff and parsed back as a check."""
-    from .emit import environment, context
+def render(prog: autodiff.Program) -> dict[str, str | bytes]:
+    """The generated files' text, formatted with ruff and parsed back as a check,
+    the diagrams (DOT, and SVG when Graphviz is installed), and the bytes of the
+    spec's data file when it has one (the scripts read that copy)."""
+    from .emit import context, environment
+    from .render import Drawing, readme_context
 
-    env = environment()
-    ctx = context(prog)
-    files = {name: env.get_template(name + ".j2").render(ctx) for name in FILES}
-    with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
-        for name in FILES:
-            if name.endswith(".py"):
-                Path(tmp, name).write_text(files[name], encoding="utf-8")
-        subprocess.run(
-            [ruff_bin(), "format", "--isolated", "--quiet", "--line-length", "88", tmp],
-            check=True,
-        )
-        for name in FILES:
-            if name.endswith(".py"):
-                files[name] = Path(tmp, name).read_text(encoding="utf-8")
-                ast.parse(files[name], filename=name)
+    # dot draws the SVGs in the background while the templates render and ruff formats
+    drawing = Drawing(prog)
+    try:
+        env = environment()
+        ctx = {**context(prog), **readme_context(prog)}
+        files = {name: env.get_template(name + ".j2").render(ctx) for name in FILES}
+        with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
+            for name in FILES:
+                if name.endswith(".py"):
+                    Path(tmp, name).write_text(files[name], encoding="utf-8")
+            ruff = [ruff_bin(), "format", "--isolated", "--quiet", "--line-length", "88"]
+            subprocess.run([*ruff, tmp], check=True)
+            for name in FILES:
+                if name.endswith(".py"):
+                    files[name] = Path(tmp, name).read_text(encoding="utf-8")
+                    ast.parse(files[name], filename=name)
+    finally:
+        diagrams = drawing.files()  # waits for dot, and cleans up after it
+    files.update(diagrams)
+    data_file = prog.net.data.file
+    if data_file is not None:
+        files[data_file.name] = data_file.content
     return files
+
+
+def output_folder(root: Path | str, name: str) -> Path:
+    """``root/name``, the folder a spec compiles to; ``name`` is the spec's name.
+
+    The spec loader allows only names like ``xor``, so the folder is always a
+    direct child of ``root``; checked again here, as nothing may be written
+    anywhere else.
+    """
+    if not re.fullmatch(SPEC_NAME_PATTERN, name):
+        raise ValueError(f"not a spec name: {name!r}")
+    return Path(root) / name
 
 
 def write_atomically(files: dict[str, str | bytes], folder: Path) -> None:
     """Write ``folder`` as a whole: a temporary sibling is filled, then swapped in.
 
-    A failure before the swap leaves the previous folder untouched.
+    Until every file is written, ``folder`` keeps its previous contents; a
+    failure or an interrupt at any point leaves it so, and no temporary folder
+    behind. ``files`` maps plain file names to text (written as UTF-8 with
+    ``\\n`` line ends) or bytes.
     """
     folder = Path(folder)
+    for name in files:
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise ValueError(f"not a plain file name: {name!r}")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
+    trash = None
     try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private
         for name, content in sorted(files.items()):
-            target = tmp / name
             if isinstance(content, bytes):
-                target.write_bytes(content)
+                (tmp / name).write_bytes(content)
             else:
-                target.write_text(content, encoding="utf-8", newline="\n")
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            folder.rename(old)
-        tmp.rename(folder)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                (tmp / name).write_text(content, encoding="utf-8", newline="\n")
+        if folder.exists() or folder.is_symlink():
+            trash = Path(
+                tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent)
+            )
+            folder.rename(trash / folder.name)
+        try:
+            tmp.rename(folder)
+        except BaseException:
+            if trash is not None:
+                (trash / folder.name).rename(folder)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # already gone after the swap
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's file-creation mask (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def compile_spec(path, root: Path | str = "generated") -> Path:
     prog = build(path)
     files = render(prog)
-    folder = Path(root) / prog.net.spec.name
+    folder = output_folder(root, prog.net.spec.name)
     write_atomically(files, folder)
     return folder

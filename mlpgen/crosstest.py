@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,18 @@ def compiled(path) -> tuple[object, tempfile.TemporaryDirectory, Path]:
     return prog, tmp, folder
 
 
+class ScriptFailed(Exception):
+    """A generated script exited with a non-zero status (its stderr was shown)."""
+
+
 def dump(folder: Path, impl: str, out: Path, epochs: int | None = None) -> dict:
+    """Run ``impl`` quietly with ``--dump out``; return the archive's arrays."""
     cmd = [sys.executable, str(folder / f"{impl}.py"), "--quiet", "--dump", str(out)]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
-    subprocess.run(cmd, check=True)
+    code = subprocess.run(cmd, check=False).returncode
+    if code:
+        raise ScriptFailed(f"{impl}.py exited with status {code}")
     with np.load(out) as archive:
         return dict(archive)
 
@@ -69,31 +77,109 @@ def compare(dumps: dict, dtype: str) -> list[tuple[str, str, float, float]]:
     return rows
 
 
-def crosstest(path, epochs: int | None = None) -> int:
+def crosstest(path, epochs: int | None = None, plot=None) -> int:
+    """Compile, run the three implementations, print the comparison table.
+
+    0 when they agree within the contract's tolerances, 1 when they do not (or
+    a script fails). ``plot``: a figure file for the three loss curves.
+    """
     prog, tmp, folder = compiled(path)
+    spec = prog.net.spec
     with tmp:
-        dumps = {
-            impl: dump(folder, impl, Path(tmp.name) / f"{impl}.npz", epochs)
-            for impl in IMPLEMENTATIONS
-        }
-    dtype = prog.net.spec.dtype
-    rows = compare(dumps, dtype)
-    print(f"{prog.net.spec.name}: {len(dumps['numpy_backprop']['losses'])} steps, {dtype}, "
-          "each implementation against numpy_backprop")
-    print(f"{'quantity':<9} {'implementation':<14} {'max |diff|':>12} {'diff/tolerance':>15}")
+        try:
+            dumps = {
+                impl: dump(folder, impl, Path(tmp.name) / f"{impl}.npz", epochs)
+                for impl in IMPLEMENTATIONS
+            }
+        except ScriptFailed as e:
+            print(f"error: {spec.source}: {e}", file=sys.stderr)
+            return 1
+    rows = compare(dumps, spec.dtype)
+    steps = len(dumps["numpy_backprop"]["losses"])
+    print(
+        f"{spec.name}: {steps} steps, {spec.dtype}, each implementation against numpy_backprop"
+    )
+    print(
+        f"{'quantity':<9} {'implementation':<14} {'max |diff|':>12} {'diff/tolerance':>15}"
+    )
     ok = True
     for q, impl, d, r in rows:
         flag = "" if r <= 1 else "  MISMATCH"
         ok = ok and r <= 1
         print(f"{q:<9} {impl:<14} {d:>12.3e} {r:>15.3e}{flag}")
     print("agree" if ok else "DISAGREE")
+    if plot:
+        plot_parity(plot, spec, dumps)
+        print(f"wrote {plot}")
     return 0 if ok else 1
 
 
-def run_one(path, impl: str, epochs: int | None = None) -> int:
+def plot_parity(file, spec, dumps: dict) -> None:
+    """The three loss curves overlaid, and |difference| from numpy_backprop per step."""
+    from .report import plot_losses
+
+    ref = dumps["numpy_backprop"]["losses"]
+    rtol, mtol, atol = TOLERANCES[spec.dtype]
+    tolerance = rtol * np.abs(ref) + mtol * np.abs(ref).max() + atol
+    plot_losses(
+        file,
+        f"{spec.name}: the three implementations, {spec.dtype}",
+        [(impl, dumps[impl]["losses"]) for impl in IMPLEMENTATIONS],
+        differences=[
+            (f"|{impl} − numpy_backprop|", np.abs(dumps[impl]["losses"] - ref))
+            for impl in IMPLEMENTATIONS[1:]
+        ],
+        tolerance=("tolerance (the contract's)", tolerance),
+    )
+
+
+# a generated script's progress line: "epoch  500/5000  loss 0.246620"
+PROGRESS = re.compile(r"^epoch\s+(\d+)/(\d+)\s+loss\s+(\S+)")
+
+
+def run_one(path, impl: str, epochs: int | None = None, plot=None) -> int:
+    """Train one implementation with a progress bar; pass its final report through.
+
+    The generated script runs unbuffered in a subprocess; its progress lines
+    advance the bar, every other line is printed. ``plot``: a figure file for
+    the loss of every step (from the script's ``--dump``). 0, or 1 when the
+    script fails.
+    """
+    from tqdm import tqdm
+
     prog, tmp, folder = compiled(path)
+    spec = prog.net.spec
     with tmp:
-        cmd = [sys.executable, str(folder / f"{impl}.py")]
+        archive = Path(tmp.name) / "dump.npz"
+        cmd = [sys.executable, "-u", str(folder / f"{impl}.py")]
         if epochs is not None:
             cmd += ["--epochs", str(epochs)]
-        return subprocess.run(cmd).returncode
+        if plot:
+            cmd += ["--dump", str(archive)]
+        total = epochs or spec.train.epochs
+        # disable=None: no bar when stderr is not a terminal (logs, CI)
+        bar = tqdm(total=total, desc=f"{spec.name} {impl}", unit="epoch", disable=None)
+        with bar, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+            for line in proc.stdout:
+                m = PROGRESS.match(line)
+                if m:
+                    bar.set_postfix_str(f"loss {m[3]}", refresh=False)
+                    bar.update(int(m[1]) - bar.n)
+                    continue
+                if bar.n == total:
+                    bar.close()  # training is over: the bar stays, complete, above
+                tqdm.write(line.rstrip("\n"), file=sys.stdout)
+        if proc.returncode:
+            print(
+                f"error: {spec.source}: {impl}.py exited with status {proc.returncode}",
+                file=sys.stderr,
+            )
+            return 1
+        if plot:
+            from .report import plot_losses
+
+            with np.load(archive) as arrays:
+                losses = arrays["losses"]
+            plot_losses(plot, f"{spec.name}: {impl}, {spec.dtype}", [(impl, losses)])
+            print(f"wrote {plot}")
+    return 0

@@ -9,12 +9,6 @@ replaces the old one only when everything in it was written.
 
 from __future__ import annotations
 
-import ast
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -23,16 +17,38 @@ import jinja2
 from .autodiff import Program, param
 from .expr import FUNCS, math_text, numpy_code, numpy_helpers, torch_code
 from .ops import LOSSES
-from .text import comment, docstring, markdown, table_cell
+from .spec import class_name
+from .text import comment, docstring, markdown, shell_word, table_cell
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 PY_FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py")
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """The templates as Jinja compiled them, kept between runs (in a private folder
+    of the temp directory, checked against each template's source before use):
+    compiling them again is most of the time a small compile takes. A cache that
+    cannot be written is simply not kept."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _template_cache() -> jinja2.BytecodeCache | None:
+    try:
+        return _TemplateCache(pattern="mlpgen-%s.cache")
+    except (OSError, RuntimeError):  # no private temp folder to be had
+        return None
 
 
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
+        bytecode_cache=_template_cache(),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -40,7 +56,11 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters.update(
-        comment=comment, docstring=docstring, md=markdown, cell=table_cell
+        comment=comment,
+        docstring=docstring,
+        md=markdown,
+        cell=table_cell,
+        shell=shell_word,
     )
     return env
 
@@ -196,7 +216,12 @@ def context(prog: Program) -> dict:
         ctor = layer.op.module(layer.keys, list(layer.in_features), layer.out_features)
         if ctor is not None:
             inits.append((layer.name, ctor))
-        calls.append((layer.name, layer.op.module_call(layer.name, list(layer.inputs))))
+        calls.append(
+            (
+                layer.name,
+                layer.op.module_call(layer.name, list(layer.inputs), layer.keys),
+            )
+        )
     module_loss = "criterion(out, y)"
     scale = getattr(spec.loss, "scale", 1.0)
     if scale != 1.0:
@@ -217,6 +242,8 @@ def context(prog: Program) -> dict:
         data.update(n=d.n, classes=d.classes, outputs=d.outputs)
     elif d.kind == "spiral":
         data.update(n_per_class=d.n_per_class, classes=d.classes, noise=_num(d.noise))
+    elif d.kind == "file":
+        data["file"] = net.data.file  # a copy next to the scripts: compiler.render
     split = None
     if d.split is not None:
         split = {"train": d.split.train, "val": d.split.val, "test": d.split.test}
@@ -233,7 +260,7 @@ def context(prog: Program) -> dict:
         "name": spec.name,
         "description": spec.description or spec.name,
         "spec_file": Path(spec.source).name,
-        "class_name": "".join(part.capitalize() for part in spec.name.split("_")) or "Net",
+        "class_name": class_name(spec.name),
         "dtype": spec.dtype,
         "seed": spec.seed,
         "epochs": epochs,

@@ -5,17 +5,36 @@ edge ``a -> b`` means layer ``b`` reads ``a``'s output, and carries the input's
 position. Every tensor is ``(N, features)``: the batch axis N is symbolic,
 the feature count is inferred here. Problems are reported as SpecErrors with
 the layer's key path.
+
+The checks and the compiler need only each layer's inputs (the edges into it)
+and its consumers, so they read plain dicts; ``Network.graph``, the networkx
+DAG, is built on first use (importing networkx is a large part of a small
+compile's time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
+from . import data
 from .ops import LAYERS, LOSSES, Op, Param
-from .spec import Spec, SpecError
+from .spec import (
+    MAX_FEATURES,
+    MAX_PARAMS,
+    MAX_SAMPLES,
+    MAX_STEPS,
+    MAX_VALUES,
+    Spec,
+    SpecError,
+    _plural,
+    _show,
+    load_spec,
+)
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 INPUT = "x"
 
@@ -45,7 +64,6 @@ class Layer:
 @dataclass(frozen=True)
 class Network:
     spec: Spec
-    graph: nx.DiGraph
     layers: tuple[Layer, ...]  # in spec (= topological) order
     input_features: int
     classes: int | None  # for classification losses
@@ -56,15 +74,43 @@ class Network:
     def output(self) -> Layer:
         return self.layers[-1]
 
+    @cached_property
+    def _by_name(self) -> dict[str, Layer]:
+        return {layer.name: layer for layer in self.layers}
+
+    @cached_property
+    def _consumers(self) -> dict[str, list[str]]:
+        consumers: dict[str, list[str]] = {INPUT: []}
+        for layer in self.layers:  # in spec order, so every list is too
+            consumers[layer.name] = []
+            for src in layer.inputs:
+                consumers[src].append(layer.name)
+        return consumers
+
     def layer(self, name: str) -> Layer:
-        return self.graph.nodes[name]["layer"]
+        return self._by_name[name]
 
     def features(self, name: str) -> int:
         return self.input_features if name == INPUT else self.layer(name).out_features
 
     def consumers(self, name: str) -> list[str]:
         """The layers reading ``name``'s output, in spec order."""
-        return sorted(self.graph.successors(name), key=lambda n: self.layer(n).index)
+        return list(self._consumers[name])
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The network as a networkx DAG: nodes ``x`` and the layers (with their
+        ``features``, and ``layer``), an edge per input carrying its ``position``."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_node(INPUT, features=self.input_features)
+        for layer in self.layers:
+            g.add_node(layer.name, features=layer.out_features, layer=layer)
+            for j, src in enumerate(layer.inputs):
+                g.add_edge(src, layer.name, position=j)
+        assert nx.is_directed_acyclic_graph(g)
+        return g
 
     @property
     def param_count(self) -> int:
@@ -78,8 +124,36 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def load(path) -> Network:
+    """Load the spec at ``path``, describe its data, build its graph.
+
+    One SpecError lists the problems of all three stages: when only sections
+    the network does not depend on are wrong (the header, ``train``), the
+    graph is still checked, and its problems join the spec's.
+    """
+    try:
+        spec = load_spec(path)
+    except SpecError as e:
+        if e.partial is None:
+            raise
+        try:
+            build(e.partial, data.describe(e.partial))
+        except SpecError as more:
+            raise e.with_problems(more.problems) from None
+        raise
+    return build(spec, data.describe(spec))
+
+
 def build(spec: Spec, data_info) -> Network:
-    """Build and shape-check the graph. ``data_info`` says what the data provides."""
+    """Build and shape-check the graph. ``data_info`` says what the data provides.
+
+    Independent problems are collected into one SpecError. A layer with a
+    problem stays out of the graph, and the layers reading it are not checked
+    further (their problems would only repeat it); the loss, unused outputs
+    and the size limits are checked once every layer is in place.
+    ``spec.train`` may be None (a partial spec): the limits on training are
+    then left out.
+    """
     problems: list[tuple[str, str]] = []
     input_features = spec.model.input
     if input_features is None:
@@ -97,105 +171,241 @@ def build(spec: Spec, data_info) -> Network:
             [("model.input", "required for this data kind (the number of features)")],
         )
 
-    g = nx.DiGraph()
-    g.add_node(INPUT, features=input_features)
+    features = {INPUT: input_features}  # of every tensor built so far
     positions = {layer.name: i for i, layer in enumerate(spec.model.layers)}
     layers: list[Layer] = []
     prev = INPUT
     for i, ls in enumerate(spec.model.layers):
-        path = f"model.layers[{i}]"
-        op = LAYERS[ls.type]
         inputs = tuple(ls.inputs) if ls.inputs is not None else (prev,)
         prev = ls.name
-        bad = False
-        for j, src in enumerate(inputs):
-            where = f"{path}.inputs[{j}]"
-            if src == INPUT:
-                continue
-            if src == ls.name:
-                problems.append((where, f"'{src}' is the layer itself: a cycle"))
-            elif src not in positions:
-                problems.append((where, f"no layer named '{src}' (nor the input 'x')"))
-            elif positions[src] > i:
-                problems.append(
-                    (where, f"'{src}' is defined later: inputs must name earlier layers")
-                )
-            elif src not in g:
-                pass  # that layer had its own problem, already reported
-            else:
-                continue
-            bad = True
-        lo, hi = op.arity
-        if not lo <= len(inputs) <= (hi if hi is not None else len(inputs)):
-            want = f"exactly {lo}" if lo == hi else f"at least {lo}"
-            problems.append(
-                (f"{path}.inputs", f"{ls.type} takes {want} input(s), got {len(inputs)}")
-            )
-            bad = True
-        if len(set(inputs)) != len(inputs):
-            problems.append((f"{path}.inputs", "names the same input twice"))
-            bad = True
-        if bad:
+        found, usable = _input_problems(ls, i, inputs, positions, features)
+        problems += found
+        if found or not usable:
             continue
-        in_features = tuple(g.nodes[s]["features"] for s in inputs)
-        out = op.out_features(ls.keys, list(in_features))
-        if isinstance(out, str):
-            problems.append((f"{path}.inputs", out))
+        layer, found = _make_layer(ls, i, inputs, features)
+        problems += found
+        if layer is None:
             continue
-        try:
-            params = tuple(op.params(ls.keys, list(in_features), out))
-        except ValueError as e:
-            problems.append((path, str(e)))
-            continue
-        layer = Layer(i, ls.name, op, ls.keys, inputs, in_features, out, params)
-        g.add_node(ls.name, features=out, layer=layer)
-        for j, src in enumerate(inputs):
-            g.add_edge(src, ls.name, position=j)
+        features[ls.name] = layer.out_features
         layers.append(layer)
-
     if problems:
         raise SpecError(spec.source, problems)
-    assert nx.is_directed_acyclic_graph(g)
+    # acyclic by construction: every input names the input x or an earlier layer
+    used = {src for layer in layers for src in layer.inputs}
 
     out = layers[-1]
+    classification = LOSSES[spec.loss.type].targets == "class"
+    problems += _loss_problems(spec, data_info, out)
+    problems += [
+        (layer.path, f"the output of '{layer.name}' is never used")
+        for layer in layers[:-1]
+        if layer.name not in used
+    ]
+    problems += _size_problems(spec, data_info, input_features, layers)
+    if problems:
+        raise SpecError(spec.source, problems)
+    return Network(
+        spec,
+        tuple(layers),
+        input_features,
+        out.out_features if classification else None,
+        None if classification else out.out_features,
+        data_info,
+    )
+
+
+def _input_problems(
+    ls,
+    i: int,
+    inputs: tuple[str, ...],
+    positions: dict[str, int],
+    features: dict[str, int],
+) -> tuple[list[tuple[str, str]], bool]:
+    """What is wrong with the inputs of layer ``i``, and whether all of them exist.
+
+    An input that is a layer with a problem of its own exists but is not
+    usable; that problem is reported once, at that layer.
+    """
+    path = f"model.layers[{i}]"
+    problems = []
+    usable = True
+    for j, src in enumerate(inputs):
+        where = f"{path}.inputs[{j}]"
+        if src == INPUT:
+            continue
+        if src == ls.name:
+            problems.append((where, f"'{src}' is the layer itself: a cycle"))
+        elif src not in positions:
+            problems.append((where, f"no layer named {_show(src)} (nor the input 'x')"))
+        elif positions[src] > i:
+            problems.append(
+                (where, f"'{src}' is defined later: inputs must name earlier layers")
+            )
+        elif src not in features:
+            usable = False
+    lo, hi = LAYERS[ls.type].arity
+    if not lo <= len(inputs) <= (hi if hi is not None else len(inputs)):
+        want = f"exactly {lo}" if lo == hi else f"at least {lo}"
+        problems.append(
+            (f"{path}.inputs", f"{ls.type} takes {want} input(s), got {len(inputs)}")
+        )
+    if len(set(inputs)) != len(inputs):
+        problems.append((f"{path}.inputs", "names the same input twice"))
+    return problems, usable
+
+
+def _make_layer(
+    ls, i: int, inputs: tuple[str, ...], features: dict[str, int]
+) -> tuple[Layer | None, list[tuple[str, str]]]:
+    """Layer ``i`` with its shapes inferred from its inputs', or its problem."""
+    path = f"model.layers[{i}]"
+    op = LAYERS[ls.type]
+    in_features = tuple(features[s] for s in inputs)
+    out = op.out_features(ls.keys, list(in_features))
+    if isinstance(out, str):
+        return None, [(f"{path}.inputs", out)]
+    if out > MAX_FEATURES:
+        if hasattr(ls.keys, "out"):
+            limit = f"mlpgen's limit on features), got {_show(out)}"
+            return None, [(f"{path}.out", f"must be at most {MAX_FEATURES:,} ({limit}")]
+        message = (
+            f"outputs {out:,} features, more than mlpgen's limit of {MAX_FEATURES:,}"
+        )
+        return None, [(path, message)]
+    try:
+        params = tuple(op.params(ls.keys, list(in_features), out))
+    except ValueError as e:
+        return None, [(path, str(e))]
+    return Layer(i, ls.name, op, ls.keys, inputs, in_features, out, params), []
+
+
+def _loss_problems(spec: Spec, data_info, out: Layer) -> list[tuple[str, str]]:
+    """Whether the model's output, the targets and the loss fit together."""
     loss = LOSSES[spec.loss.type]
-    classes = target_features = None
+    n_out = out.out_features
+    problems = []
     if loss.targets == "class":
-        classes = out.out_features
-        if data_info.classes is not None and data_info.classes > classes:
+        if data_info.classes is not None and data_info.classes > n_out:
             problems.append(
                 (
-                    f"{out.path}",
-                    f"the model outputs {classes} class scores, "
-                    f"but the data has {data_info.classes} classes",
+                    out.path,
+                    (
+                        f"the model outputs {_plural(n_out, 'class score')}, "
+                        f"but the data has {data_info.classes} classes"
+                    ),
                 )
             )
         if data_info.float_targets:
             problems.append(
-                ("loss.type", f"{spec.loss.type} needs class-index targets, the data has float targets")
-            )
-    else:
-        target_features = out.out_features
-        if data_info.targets is not None and data_info.targets != out.out_features:
-            problems.append(
                 (
-                    f"{out.path}",
-                    f"the model outputs {out.out_features} values per sample, "
-                    f"but the targets have {data_info.targets}",
+                    "loss.type",
+                    (
+                        f"{spec.loss.type} needs class-index targets, "
+                        "the data has float targets"
+                    ),
                 )
             )
+    elif data_info.targets is not None and data_info.targets != n_out:
+        problems.append(
+            (
+                out.path,
+                (
+                    f"the model outputs {n_out} values per sample, "
+                    f"but the targets have {data_info.targets}"
+                ),
+            )
+        )
     weight = getattr(spec.loss, "weight", None)
-    if weight is not None and len(weight) != out.out_features:
+    if weight is not None and len(weight) != n_out:
         problems.append(
-            ("loss.weight", f"needs one weight per class ({out.out_features}), got {len(weight)}")
+            ("loss.weight", f"needs one weight per class ({n_out}), got {len(weight)}")
         )
-    unused = [l.name for l in layers[:-1] if g.out_degree(l.name) == 0]
-    for name in unused:
+    pos_weight = getattr(spec.loss, "pos_weight", None)
+    if pos_weight is not None and len(pos_weight) not in (1, n_out):
         problems.append(
-            (f"model.layers[{positions[name]}]", f"the output of '{name}' is never used")
+            (
+                "loss.pos_weight",
+                (
+                    f"needs one weight per output ({n_out}) or a single one, "
+                    f"got {len(pos_weight)}"
+                ),
+            )
         )
-    if problems:
-        raise SpecError(spec.source, problems)
-    return Network(
-        spec, g, tuple(layers), input_features, classes, target_features, data_info
-    )
+    return problems
+
+
+def _size_problems(
+    spec: Spec, data_info, input_features: int, layers: list[Layer]
+) -> list[tuple[str, str]]:
+    """The limits that need the whole network: parameters, data, batches, steps."""
+    problems = []
+    sizes = [sum(_numel(p.shape) for p in layer.params) for layer in layers]
+    if sum(sizes) > MAX_PARAMS:
+        largest = max(range(len(layers)), key=sizes.__getitem__)
+        problems.append(
+            (
+                layers[largest].path,
+                (
+                    f"has {sizes[largest]:,} parameters ({sum(sizes):,} in the "
+                    f"network), more than mlpgen's limit of {MAX_PARAMS:,}"
+                ),
+            )
+        )
+    n = data_info.n
+    width = input_features + (data_info.targets or 1)
+    if input_features > MAX_FEATURES:
+        problems.append(
+            (
+                "data",
+                (
+                    f"has {input_features:,} features, "
+                    f"more than mlpgen's limit of {MAX_FEATURES:,}"
+                ),
+            )
+        )
+    elif n is not None and n > MAX_SAMPLES:
+        problems.append(
+            ("data", f"has {n:,} samples, more than mlpgen's limit of {MAX_SAMPLES:,}")
+        )
+    elif n is not None and n * width > MAX_VALUES:
+        problems.append(
+            (
+                "data",
+                (
+                    f"holds {n * width:,} numbers ({n:,} samples × {width:,}), "
+                    f"more than mlpgen's limit of {MAX_VALUES:,}"
+                ),
+            )
+        )
+    train = spec.train
+    if train is None or n is None or problems:
+        return problems
+    n_train = int(spec.data.split.train * n) if spec.data.split is not None else n
+    if n_train < 1:
+        return problems  # data.describe says so
+    rows = n_train if train.batch_size == "full" else min(train.batch_size, n_train)
+    per_sample = input_features + sum(layer.out_features for layer in layers)
+    if rows * per_sample > MAX_VALUES:
+        problems.append(
+            (
+                "train.batch_size",
+                (
+                    f"a batch of {rows:,} samples holds {rows * per_sample:,} values "
+                    f"in the network's tensors ({per_sample:,} per sample), more than "
+                    f"mlpgen's limit of {MAX_VALUES:,}: use a smaller batch_size"
+                ),
+            )
+        )
+    batches = -(-n_train // rows)
+    if train.epochs * batches > MAX_STEPS:
+        problems.append(
+            (
+                "train.epochs",
+                (
+                    f"{train.epochs:,} epochs of {batches:,} batches make "
+                    f"{train.epochs * batches:,} optimizer steps, more than "
+                    f"mlpgen's limit of {MAX_STEPS:,}"
+                ),
+            )
+        )
+    return problems

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from .expr import Const, Expr, Sym, call
 
@@ -191,7 +191,7 @@ class Op:
     out_features(a, in_features) -> int, or a message string for a shape error
     params(a, in_features, out) -> [Param]
     module(a, in_features, out) -> nn constructor code, or None for ops written inline
-    module_call(attr, inputs) -> code for the nn.Module forward
+    module_call(attr, inputs, a) -> code for the nn.Module forward
     formula / derivative: readable text for comments, READMEs and diagrams
     """
 
@@ -202,7 +202,9 @@ class Op:
     formula: str
     derivative: str
     module: Callable[..., str | None]
-    module_call: Callable[[str, list[str]], str] = lambda attr, xs: f"self.{attr}({xs[0]})"
+    module_call: Callable[[str, list[str], Any], str] = (
+        lambda attr, xs, a: f"self.{attr}({xs[0]})"
+    )
     out_features: Callable[..., int | str] = lambda a, ins: ins[0]
     params: Callable[..., list[Param]] = lambda a, ins, out: []
     param_grads: Callable[[Ctx], dict] = lambda c: {}
@@ -474,7 +476,7 @@ register(
         formula="y = x₁ + x₂ + …",
         derivative="∂L/∂xᵢ = g for every input",
         module=lambda a, ins, out: None,
-        module_call=lambda attr, xs: " + ".join(xs),
+        module_call=lambda attr, xs, a: " + ".join(xs),
         out_features=_same_features,
         arity=(2, None),
         elementwise=False,
@@ -506,12 +508,46 @@ register(
         formula="y = [x₁, x₂, …] along the feature axis",
         derivative="∂L/∂xᵢ = g[:, the columns of xᵢ]",
         module=lambda a, ins, out: None,
-        module_call=lambda attr, xs: f"torch.cat([{', '.join(xs)}], dim=1)",
+        module_call=lambda attr, xs, a: f"torch.cat([{', '.join(xs)}], dim=1)",
         out_features=lambda a, ins: sum(ins),
         arity=(2, None),
         elementwise=False,
     )
 )
+
+
+class ActivationKeys(Keys):
+    expr: str
+
+    @field_validator("expr")
+    @classmethod
+    def _in_grammar(cls, text: str) -> str:
+        """Parsed and differentiated here, so a bad formula is a spec error."""
+        from . import cas  # imports sympy: only specs with an activation pay for it
+
+        return cas.check(text)
+
+
+def _cas():
+    from . import cas
+
+    return cas
+
+
+register(
+    Op(
+        name="activation",
+        Keys=ActivationKeys,
+        forward=lambda c: _cas().forward_ir(c.a.expr, c.x),
+        vjp=lambda c: [_cas().vjp_ir(c.a.expr, c.x, c.y, c.g)],
+        formula="y = f(x), the spec's expression in x, element by element",
+        derivative="∂L/∂x = g ⊙ f′(x), f′ derived symbolically (sympy) from the expression",
+        # inline torch operations, so that autograd checks the derived f′
+        module=lambda a, ins, out: None,
+        module_call=lambda attr, xs, a: _cas().torch_forward(a.expr, Sym(xs[0])),
+    )
+)
+
 
 # ------------------------------------------------------------------------ losses
 
@@ -695,8 +731,7 @@ LOSSES["bce"] = Loss(
     # torch clamps each log at −100 so that p = 0 or 1 gives a finite loss
     value=lambda c: _reduce(
         c,
-        (c.y - 1) * call("clamp_min", call("log1p", -c.out), -100)
-        - c.y * call("clamp_min", call("log", c.out), -100),
+        (c.y - 1) * call("clamped_log1p", -c.out) - c.y * call("clamped_log", c.out),
     ),
     grad=lambda c: _per_element(
         c, (c.out - c.y) / call("clamp_min", c.out * (1 - c.out), 1e-12)

@@ -6,6 +6,14 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests (test_properties.py): a few dozen examples by default, hundreds
+# with `pytest --hypothesis-profile=long`. Each example compiles and runs a
+# network, so no per-example deadline.
+settings.register_profile("default", max_examples=40, deadline=None)
+settings.register_profile("long", max_examples=300, deadline=None)
+settings.load_profile("default")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))

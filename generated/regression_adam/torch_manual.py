@@ -69,7 +69,7 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = Σ ((out − y)²)"""
+    """L = Σ (out − y)²"""
     return ((out - y) ** 2).sum()
 
 
@@ -78,7 +78,7 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, relu1, fc2 = cache["x"], cache["relu1"], cache["fc2"]
     grads = {}
-    # Grad of: L = Σ ((fc2 − y)²)
+    # Grad of: L = Σ (fc2 − y)²
     # ∂L/∂fc2 = 2 · (fc2 − y)    (N, 10)
     d_fc2 = 2.0 * (fc2 - y)
     # Grad of: fc2 = relu1 @ fc2.weightᵀ + fc2.bias
@@ -141,7 +141,6 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
         if grads0 is None:
             grads0 = grads
         optimizer_step(params, grads, state)
-
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
@@ -175,6 +174,14 @@ def positive_int(text):
     return value
 
 
+def seed_int(text):
+    """argparse type: an integer >= 0, as NumPy's seeds are."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -185,7 +192,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=SEED,
         help=f"seed of the four random streams (default {SEED})",
     )

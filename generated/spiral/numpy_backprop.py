@@ -65,6 +65,12 @@ def init_params(seed=SEED):
     return {name: p.astype(DTYPE) for name, p in params.items()}
 
 
+def mean(a):
+    """The mean of all elements, a.sum() / a.size: the same number as a.mean(),
+    which spends a few µs more per call (a tenth of a small network's step)."""
+    return a.sum() / a.size
+
+
 def logsumexp(z):
     """log Σⱼ exp(zⱼ) per row, shifted by the row maximum so exp never overflows."""
     m = z.max(axis=1, keepdims=True)
@@ -91,7 +97,7 @@ def forward(params, x):
 
 def loss_fn(out, y, params):
     """L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over the weights"""
-    return (logsumexp(out) - out[np.arange(len(y)), y]).mean() + 0.001 * (
+    return mean(logsumexp(out) - out[np.arange(len(y)), y]) + 0.001 * (
         (params["hidden.weight"] ** 2).sum() + (params["scores.weight"] ** 2).sum()
     )
 
@@ -154,7 +160,6 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
         if grads0 is None:
             grads0 = grads
         optimizer_step(params, grads, state)
-
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
@@ -189,6 +194,14 @@ def positive_int(text):
     return value
 
 
+def seed_int(text):
+    """argparse type: an integer >= 0, as NumPy's seeds are."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -199,7 +212,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=SEED,
         help=f"seed of the four random streams (default {SEED})",
     )

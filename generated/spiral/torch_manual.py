@@ -84,9 +84,9 @@ def forward(params, x):
 
 def loss_fn(out, y, params):
     """L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over the weights"""
-    return (
+    return torch.mean(
         torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y]
-    ).mean() + 0.001 * (
+    ) + 0.001 * (
         (params["hidden.weight"] ** 2).sum() + (params["scores.weight"] ** 2).sum()
     )
 
@@ -149,7 +149,6 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
         if grads0 is None:
             grads0 = grads
         optimizer_step(params, grads, state)
-
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
@@ -184,6 +183,14 @@ def positive_int(text):
     return value
 
 
+def seed_int(text):
+    """argparse type: an integer >= 0, as NumPy's seeds are."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -194,7 +201,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=SEED,
         help=f"seed of the four random streams (default {SEED})",
     )

@@ -42,9 +42,15 @@ def init_params(seed=SEED):
     return {name: p.astype(DTYPE) for name, p in params.items()}
 
 
+def mean(a):
+    """The mean of all elements, a.sum() / a.size: the same number as a.mean(),
+    which spends a few µs more per call (a tenth of a small network's step)."""
+    return a.sum() / a.size
+
+
 def sigmoid(z):
     """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
-    return np.exp(-np.logaddexp(0, -z))
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def forward(params, x):
@@ -63,7 +69,7 @@ def forward(params, x):
 
 def loss_fn(out, y):
     """L = mean((out − y)²)"""
-    return ((out - y) ** 2).mean()
+    return mean((out - y) ** 2)
 
 
 def backward(params, cache, y):
@@ -110,7 +116,6 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
         if grads0 is None:
             grads0 = grads
         optimizer_step(params, grads)
-
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
@@ -144,6 +149,14 @@ def positive_int(text):
     return value
 
 
+def seed_int(text):
+    """argparse type: an integer >= 0, as NumPy's seeds are."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -154,7 +167,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=SEED,
         help=f"seed of the four random streams (default {SEED})",
     )

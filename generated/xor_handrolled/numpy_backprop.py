@@ -44,7 +44,7 @@ def init_params(seed=SEED):
 
 def sigmoid(z):
     """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
-    return np.exp(-np.logaddexp(0, -z))
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def forward(params, x):
@@ -62,7 +62,7 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = 0.5 · Σ ((out − y)²)"""
+    """L = 0.5 · Σ (out − y)²"""
     return 0.5 * ((out - y) ** 2).sum()
 
 
@@ -71,7 +71,7 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, act1, act2 = cache["x"], cache["act1"], cache["act2"]
     grads = {}
-    # Grad of: L = 0.5 · Σ ((act2 − y)²)
+    # Grad of: L = 0.5 · Σ (act2 − y)²
     # ∂L/∂act2 = act2 − y    (N, 1)
     d_act2 = act2 - y
     # Grad of: act2 = σ(fc2)
@@ -110,7 +110,6 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
         if grads0 is None:
             grads0 = grads
         optimizer_step(params, grads)
-
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
@@ -144,6 +143,14 @@ def positive_int(text):
     return value
 
 
+def seed_int(text):
+    """argparse type: an integer >= 0, as NumPy's seeds are."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -154,7 +161,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=SEED,
         help=f"seed of the four random streams (default {SEED})",
     )

@@ -1,0 +1,241 @@
+"""``mlpgen check`` as a teacher: the cost of one training step, and warnings.
+
+The cost table counts the floating-point operations of one training step as
+the derived program performs them, and the bytes of the forward values that
+the backward pass keeps (``Program.saved``). The warnings name spec choices
+that are legal but rarely what was meant, each in one line with a short why.
+Nothing here changes the exit status of ``check``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .autodiff import Program
+from .graph import INPUT, Network
+
+FLOP_RULE = (
+    "FLOPs counted: linear 2·N·in·out forward, backward 2·N·in·out for ∂W and as much "
+    "again for ∂input (none for x); other layers N·features each way; biases, loss, "
+    "update not counted"
+)
+SAVED_RULE = (
+    "kept for backward: the forward values the backward pass reads, N·features·itemsize"
+)
+ITEMSIZE = {"float64": 8, "float32": 4}
+
+
+def train_rows(net: Network) -> int | None:
+    """Samples in the training part, or None when only the generated code knows."""
+    n = net.data.n
+    split = net.spec.data.split
+    if n is None or split is None:
+        return n
+    return int(split.train * n)
+
+
+def batch_rows(net: Network) -> int | None:
+    """N of one training step: the whole training part, or ``batch_size`` of it."""
+    n = train_rows(net)
+    size = net.spec.train.batch_size
+    if size == "full" or n is None:
+        return n
+    return min(size, n)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str  # the layer, or "x" for the input
+    forward: int  # FLOPs of the forward pass
+    backward: int  # FLOPs of the backward pass
+    saved: int  # bytes kept for the backward pass
+
+
+def costs(prog: Program, n: int) -> list[LayerCost]:
+    """Per layer (the input ``x`` first): FLOPs of one step at batch ``n``, saved bytes."""
+    net = prog.net
+    itemsize = ITEMSIZE[net.spec.dtype]
+    # layers whose backward lines pass a gradient on to their inputs
+    passes_back = {
+        line.layer for line in prog.backward if line.kind in ("grad", "fanout_part")
+    }
+    rows = [
+        LayerCost(INPUT, 0, 0, _saved(prog, INPUT, n * net.input_features, itemsize))
+    ]
+    for layer in net.layers:
+        size = n * layer.out_features
+        if layer.op.name == "linear":
+            matmul = 2 * n * layer.in_features[0] * layer.out_features
+            forward = matmul
+            backward = matmul + (matmul if layer.name in passes_back else 0)
+        else:
+            forward = size
+            backward = size if layer.name in passes_back else 0
+        saved = _saved(prog, layer.name, size, itemsize)
+        if layer.op.name == "dropout" and "masks" in prog.saved:
+            saved += size * itemsize  # this layer's mask
+        rows.append(LayerCost(layer.name, forward, backward, saved))
+    return rows
+
+
+def _saved(prog: Program, name: str, numel: int, itemsize: int) -> int:
+    return numel * itemsize if name in prog.saved else 0
+
+
+def cost_table(prog: Program) -> str:
+    """The cost table printed by ``mlpgen check`` below the layer table."""
+    net = prog.net
+    n = batch_rows(net)
+    if n is None:
+        n, batch = (
+            1,
+            "per sample (N = 1; the data's size is known only when it is read)",
+        )
+    elif net.spec.train.batch_size == "full":
+        batch = f"at N = {n}, the full training batch"
+    else:
+        batch = f"at N = {n}, one batch of batch_size"
+    rows = costs(prog, n)
+    table = [("layer", "forward FLOPs", "backward FLOPs", "kept for backward")]
+    for r in rows:
+        table.append(
+            (
+                r.name,
+                _num(r.forward),
+                _num(r.backward),
+                f"{r.saved:,} B" if r.saved else "",
+            )
+        )
+    table.append(
+        (
+            "total",
+            _num(sum(r.forward for r in rows)),
+            _num(sum(r.backward for r in rows)),
+            f"{sum(r.saved for r in rows):,} B",
+        )
+    )
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = [
+        f"one training step {batch}, {net.spec.dtype}: {_num(step_flops(prog, n))} FLOPs"
+    ]
+    for i, r in enumerate(table):
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:])
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0 or i == len(table) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    lines += [FLOP_RULE, SAVED_RULE]
+    return "\n".join(lines)
+
+
+def step_flops(prog: Program, n: int) -> int:
+    """FLOPs of one training step at batch ``n``, by the rule in FLOP_RULE."""
+    return sum(r.forward + r.backward for r in costs(prog, n))
+
+
+def _num(v: int) -> str:
+    return f"{v:,}" if v else ""
+
+
+# ---------------------------------------------------------------------- warnings
+
+# the losses that apply a function to the model output themselves, and the
+# output layers that would then apply it a second time
+_APPLIED_AGAIN = {
+    "cross_entropy": (("softmax", "log_softmax"), "log_softmax"),
+    "bce_with_logits": (("sigmoid",), "sigmoid"),
+}
+
+
+def warnings(prog: Program) -> list[tuple[str, str]]:
+    """(key path, message) for each choice that is legal but rarely meant."""
+    net = prog.net
+    spec = net.spec
+    loss = spec.loss
+    opt = spec.train.optimizer
+    last = net.output
+    at_last = f"{last.path} ({last.name})"
+    found: list[tuple[str, str]] = []
+
+    def warn(path: str, *parts: str) -> None:
+        found.append((path, "".join(parts)))
+
+    before, applied = _APPLIED_AGAIN.get(loss.type, ((), ""))
+    if last.op.name in before:
+        head = (
+            f"{last.op.name} right before {loss.type}, which applies {applied} itself: "
+        )
+        if last.op.name == "log_softmax":
+            warn(
+                at_last,
+                head,
+                "harmless (log_softmax of log-probabilities changes nothing) ",
+                "but redundant; use nll, or drop the layer",
+            )
+        else:
+            warn(
+                at_last,
+                head,
+                f"the loss sees {last.op.name} applied twice, which flattens ",
+                "the outputs and shrinks the gradients; drop the layer",
+            )
+    if loss.type == "nll" and last.op.name != "log_softmax":
+        warn(
+            at_last,
+            f"nll after {last.op.name}, not log_softmax: nll expects log-probabilities ",
+            "(it only computes −out[y]); end the model with log_softmax, or use cross_entropy",
+        )
+    if loss.type == "bce" and last.op.name != "sigmoid":
+        warn(
+            at_last,
+            f"bce after {last.op.name}, not sigmoid: bce expects probabilities in ",
+            "[0, 1]; end the model with sigmoid, or use bce_with_logits",
+        )
+    weighted = loss.type in ("cross_entropy", "nll") and loss.weight is not None
+    if weighted and loss.reduction == "mean":
+        warn(
+            "loss.weight",
+            "class weights with reduction mean: the mean divides by Σ w[y_i] over the ",
+            "batch (as torch does), not by N, so the scale depends on the batch's classes",
+        )
+    if opt.type == "adam" and opt.weight_decay > 0:
+        warn(
+            "train.optimizer.weight_decay",
+            "adam adds weight_decay·p to the gradient (an L2 ",
+            "term that Adam then rescales), not decoupled decay: adamw was likely meant",
+        )
+    if opt.type == "sgd" and opt.dampening != 0 and opt.momentum == 0:
+        warn(
+            "train.optimizer.dampening",
+            "dampening without momentum has no effect: it only ",
+            "scales the gradient's share of the momentum buffer",
+        )
+    k = last.out_features
+    if loss.type == "mse" and loss.reduction == "mean" and k > 1:
+        warn(
+            "loss.reduction",
+            f"mse mean with {k} output columns averages over all N·{k} ",
+            f"elements, not over samples: the loss is {k}× smaller than the per-sample sum ",
+            "of squared errors",
+        )
+    if spec.dtype == "float32":
+        warn(
+            "dtype",
+            "float32: the three implementations agree only to about 1e-4 (relative), ",
+            "float64 to 1e-10",
+        )
+    return found
+
+
+def warning_lines(prog: Program) -> list[str]:
+    """The warnings as printed: ``warning: FILE: PATH: message``."""
+    return [
+        f"warning: {prog.net.spec.source}: {path}: {msg}"
+        for path, msg in warnings(prog)
+    ]
+
+
+def lint_report(prog: Program) -> str:
+    """What ``mlpgen check`` prints below the layer table: costs, then warnings."""
+    return "\n".join([cost_table(prog), *warning_lines(prog)])

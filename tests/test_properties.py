@@ -1,0 +1,267 @@
+"""Property tests: random networks built from every op agree across the three
+implementations, and their derived gradients match finite differences.
+
+Hypothesis draws a small DAG (widths 1 to 6, fan-out, skip connections, concat),
+a loss that fits its output, data, a batch size and an optimizer; the network
+is compiled, each generated implementation is imported in-process and trained
+for two epochs, and the dumps must agree within the contract's tolerances.
+Then the NumPy backward pass is checked against float64 central differences.
+
+    pytest tests/test_properties.py                            # a few dozen networks
+    pytest tests/test_properties.py --hypothesis-profile=long  # hundreds
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from mlpgen.compiler import build, render, write_atomically
+from mlpgen.crosstest import IMPLEMENTATIONS, compare
+
+from .conftest import load_module
+
+# Custom activation formulas, each defined and smooth (or with a kink only at
+# exactly 0) on every real number.
+FORMULAS = (
+    "x * tanh(log(1 + exp(x)))",
+    "x * sigmoid(1.702 * x)",
+    "sin(x) + x / 2",
+    "x / (1 + abs(x))",
+    "0.5 * erf(x) + softplus(x)",
+    "sqrt(x**2 + 1) - 1",
+    "log(1 + x**2) - cos(x)",
+    "tanh(x)**3 + exp(-x**2) * x",
+)
+_counter = itertools.count()
+
+
+def unary(draw) -> dict:
+    """A layer with one input and as many features out as in (everything but linear)."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu",
+                "silu", "softplus", "softmax", "log_softmax", "dropout", "activation",
+            ]
+        )
+    )  # fmt: skip
+    layer = {"type": kind}
+    if kind == "leaky_relu":
+        layer["negative_slope"] = draw(st.floats(0, 0.5))
+    elif kind == "elu":
+        layer["alpha"] = draw(st.floats(0.1, 2.0))
+    elif kind == "gelu":
+        layer["approximate"] = draw(st.sampled_from(["none", "tanh"]))
+    elif kind == "dropout":
+        layer["p"] = draw(st.sampled_from([0.0, 0.1, 0.5]))
+    elif kind == "activation":
+        layer["expr"] = draw(st.sampled_from(FORMULAS))
+    return layer
+
+
+def linear(draw, out: int) -> dict:
+    layer = {"type": "linear", "out": out, "bias": draw(st.booleans())}
+    init = draw(st.sampled_from([None, "xavier_uniform", "kaiming_normal", "normal"]))
+    if init == "normal":
+        layer["init"] = {"scheme": "normal", "std": 0.5}
+    elif init is not None:
+        layer["init"] = init
+    return layer
+
+
+@st.composite
+def body(draw, features: int) -> list[dict]:
+    """Hidden layers over the input ``x``; every tensor but the last is read by a later layer."""
+    tensors = [("x", features)]  # (name, features), in order
+    read: set[str] = set()
+    layers: list[dict] = []
+    for i in range(draw(st.integers(1, 5))):
+        # mostly the latest tensor, sometimes an earlier one (fan-out)
+        src = tensors[-1] if draw(st.booleans()) else draw(st.sampled_from(tensors))
+        kind = draw(st.sampled_from(["linear", "unary", "unary", "add", "concat"]))
+        same = [t for t in tensors if t[1] == src[1] and t != src]
+        if kind == "add" and same:
+            inputs = [src, draw(st.sampled_from(same))]
+            layer, out = {"type": "add"}, src[1]
+        elif kind == "concat" and len(tensors) > 1:
+            other = draw(st.sampled_from([t for t in tensors if t != src]))
+            inputs = [src, other]
+            layer, out = {"type": "concat"}, src[1] + other[1]
+        elif kind == "unary":
+            inputs, layer, out = [src], unary(draw), src[1]
+        else:
+            out = draw(st.integers(1, 6))
+            inputs, layer = [src], linear(draw, out)
+        name = f"h{i}"
+        layers.append({"name": name, **layer, "inputs": [t[0] for t in inputs]})
+        read |= {t[0] for t in inputs}
+        tensors.append((name, out))
+    unread = [t[0] for t in tensors[1:-1] if t[0] not in read]
+    if unread:
+        layers.append(
+            {"name": "joined", "type": "concat", "inputs": [*unread, tensors[-1][0]]}
+        )
+    return layers
+
+
+@st.composite
+def specs(draw) -> dict:
+    """A whole spec: network, loss fitting its output, inline data, training."""
+    features = draw(st.integers(1, 6))
+    layers = draw(body(features))
+    loss_type = draw(
+        st.sampled_from(["mse", "cross_entropy", "nll", "bce", "bce_with_logits"])
+    )
+    classification = loss_type in ("cross_entropy", "nll")
+    outputs = draw(st.integers(2 if classification else 1, 6))
+    layers.append({"name": "head", **linear(draw, outputs)})
+    loss: dict = {
+        "type": loss_type,
+        "reduction": draw(st.sampled_from(["mean", "sum"])),
+    }
+    if loss_type == "mse":
+        if draw(st.booleans()):
+            layers.append({"name": "final", **unary(draw)})
+        loss["scale"] = draw(st.sampled_from([1.0, 0.5]))
+    elif loss_type == "nll":
+        layers.append({"name": "final", "type": "log_softmax"})
+    elif loss_type == "bce":
+        layers.append({"name": "final", "type": "sigmoid"})
+    if classification and draw(st.booleans()):
+        loss["weight"] = draw(
+            st.lists(
+                st.sampled_from([0.5, 1.0, 2.0]), min_size=outputs, max_size=outputs
+            )
+        )
+    if loss_type == "bce_with_logits" and draw(st.booleans()):
+        loss["pos_weight"] = draw(
+            st.lists(st.sampled_from([0.5, 3.0]), min_size=outputs, max_size=outputs)
+        )
+    if draw(st.booleans()):
+        loss["l2"] = {"coef": 0.01, "params": draw(st.sampled_from(["all", "weights"]))}
+
+    n = draw(st.integers(8, 24))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, features)).tolist()
+    if classification:
+        y = rng.integers(0, outputs, n).tolist()
+    elif loss_type == "mse":
+        y = rng.standard_normal((n, outputs)).tolist()
+    else:
+        y = rng.integers(0, 2, (n, outputs)).astype(float).tolist()
+    data: dict = {"kind": "inline", "x": x, "y": y}
+    if draw(st.booleans()):
+        data["split"] = {"train": 0.75, "test": 0.25}
+    data["standardize"] = draw(st.booleans())
+
+    lr = draw(st.sampled_from([0.01, 0.05]))
+    opt_type = draw(st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]))
+    optimizer: dict = {"type": opt_type, "lr": lr}
+    if opt_type == "sgd" and draw(st.booleans()):
+        optimizer.update(momentum=0.9, nesterov=draw(st.booleans()))
+    elif opt_type in ("adam", "adamw"):
+        optimizer["amsgrad"] = draw(st.booleans())
+    elif opt_type == "rmsprop":
+        optimizer.update(
+            centered=draw(st.booleans()), momentum=draw(st.sampled_from([0.0, 0.5]))
+        )
+    if draw(st.booleans()):
+        optimizer["weight_decay"] = 0.01
+    train = {
+        "optimizer": optimizer,
+        "epochs": 2,
+        "batch_size": draw(st.sampled_from(["full", 1, 3, 8])),
+        "shuffle": draw(st.booleans()),
+    }
+    return {
+        "name": "prop",
+        "dtype": draw(st.sampled_from(["float64", "float64", "float64", "float32"])),
+        "seed": draw(st.integers(0, 1000)),
+        "data": data,
+        "model": {"input": features, "layers": layers},
+        "loss": loss,
+        "train": train,
+    }
+
+
+def run_all(folder: Path) -> tuple[dict[str, dict], object]:
+    """Import each implementation in-process, run it for two epochs with --dump;
+    return the dumps and the numpy_backprop module."""
+    k = next(_counter)
+    dumps, modules = {}, {}
+    for impl in IMPLEMENTATIONS:
+        module = load_module(folder / f"{impl}.py", f"prop{k}_{impl}")
+        path = folder / f"{impl}.npz"
+        module.main(["--quiet", "--dump", str(path), "--epochs", "2"])
+        with np.load(path) as archive:
+            dumps[impl] = dict(archive)
+        modules[impl] = module
+    return dumps, modules["numpy_backprop"]
+
+
+def finite_difference_error(nb, spec: dict) -> float:
+    """Relative error of the derived gradients against float64 central differences,
+    over up to 8 entries of every parameter; roundoff of the differences is allowed for."""
+    x, y = nb.load_data()["train"]
+    params = nb.init_params()
+    args = (params,) if "l2" in spec["loss"] else ()
+    masks = (
+        nb.draw_masks(np.random.default_rng(0), len(x))
+        if hasattr(nb, "draw_masks")
+        else None
+    )
+    extra = (masks,) if masks is not None else ()
+
+    def loss() -> float:
+        return float(nb.loss_fn(nb.forward(params, x, *extra)[0], y, *args))
+
+    grads = nb.backward(params, nb.forward(params, x, *extra)[1], y)
+    rng = np.random.default_rng(0)
+    numeric, derived = [], []
+    for name, p in params.items():
+        flat = p.reshape(-1)
+        for i in rng.choice(flat.size, size=min(flat.size, 8), replace=False):
+            h = 1e-6 * max(1.0, abs(flat[i]))
+            saved = flat[i]
+            flat[i] = saved + h
+            up = loss()
+            flat[i] = saved - h
+            down = loss()
+            flat[i] = saved
+            numeric.append((up - down) / (2 * h))
+            derived.append(grads[name].reshape(-1)[i])
+    numeric, derived = np.array(numeric), np.array(derived)
+    # a central difference carries roundoff of about eps·|L|/h = 2e-10·|L|
+    floor = 1e-9 * (1 + abs(loss())) * np.sqrt(len(numeric))
+    scale = np.linalg.norm(numeric) + np.linalg.norm(derived) + floor / 1e-6
+    return float(np.linalg.norm(numeric - derived) / scale)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(specs())
+def test_random_networks_agree_and_match_finite_differences(spec):
+    note(json.dumps({k: v for k, v in spec.items() if k != "data"}, indent=1))
+    with tempfile.TemporaryDirectory(prefix="mlpgen-prop-") as tmp:
+        path = Path(tmp, "prop.json")
+        path.write_text(json.dumps(spec))
+        prog = build(path)
+        folder = Path(tmp, "out")
+        write_atomically(render(prog), folder)
+        dumps, nb = run_all(folder)
+        ref = dumps["numpy_backprop"]
+        assert np.isfinite(ref["losses"]).all()
+        for impl in IMPLEMENTATIONS[1:]:
+            assert sorted(dumps[impl]) == sorted(ref), impl
+        for quantity, impl, diff, ratio in compare(dumps, spec["dtype"]):
+            assert ratio <= 1, (
+                f"{quantity} of {impl}: |diff| {diff:.3g} is {ratio:.3g} × the tolerance"
+            )
+        if spec["dtype"] == "float64":
+            assert finite_difference_error(nb, spec) < 1e-6

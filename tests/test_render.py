@@ -1,0 +1,262 @@
+"""The diagrams: what the SVGs name, the gradient edges, escaping, determinism,
+and compiling without Graphviz."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from mlpgen import cli, render
+from mlpgen.compiler import build, compile_spec
+from mlpgen.expr import math_text
+
+from .conftest import ROOT, SPECS
+
+SVG = "{http://www.w3.org/2000/svg}"
+IDS = [p.stem for p in SPECS]
+
+# A DAG with a skip connection (act1 feeds res and drop1: a fan-out), a concat
+# of a layer and the input, dropout, and a description that would break any
+# unescaped DOT or XML: quotes, a backslash, a newline, tags, braces, a pipe.
+HOSTILE_DESCRIPTION = 'say "hi" \\ back\nslash <b>bold</b> } { | & ]]> it\'s'
+FANOUT = {
+    "name": "fanout",
+    "description": HOSTILE_DESCRIPTION,
+    "data": {"kind": "spiral", "n_per_class": 10, "classes": 3},
+    "model": {
+        "layers": [
+            {"name": "Fc_1", "type": "linear", "out": 4},
+            {"name": "act1", "type": "tanh"},
+            {"name": "drop1", "type": "dropout", "p": 0.1},
+            {"name": "fc2", "type": "linear", "out": 4, "inputs": ["drop1"]},
+            {"name": "res", "type": "add", "inputs": ["fc2", "act1"]},
+            {"name": "cat", "type": "concat", "inputs": ["res", "x"]},
+            {"name": "L", "type": "linear", "out": 3, "bias": False},
+        ]
+    },
+    "loss": {"type": "cross_entropy", "l2": {"coef": 0.001}},
+    "train": {"optimizer": {"type": "sgd", "lr": 0.1}, "epochs": 2},
+}
+
+
+@pytest.fixture
+def fanout_spec(tmp_path):
+    path = tmp_path / "fanout.json"
+    path.write_text(json.dumps(FANOUT))
+    return path
+
+
+def svg_texts(path) -> list[str]:
+    """The visible text runs of an SVG, spaces normalised (not the <title> tooltips,
+    which are node ids)."""
+    root = ET.parse(path).getroot()
+    return [
+        " ".join(t.text.split())
+        for t in root.iter(f"{SVG}text")
+        if t.text and t.text.split()
+    ]
+
+
+def svg_edges(path) -> set[tuple[str, str]]:
+    """(tail id, head id) of every edge drawn in an SVG."""
+    root = ET.parse(path).getroot()
+    edges = set()
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "edge":
+            tail, head = g.find(f"{SVG}title").text.split("->")
+            edges.add((tail, head))
+    return edges
+
+
+def check_svgs(prog, folder):
+    """Both SVGs name what they must, and the backward edges follow the derivation."""
+    net = prog.net
+    forward = svg_texts(folder / "forward.svg")
+    names = [layer.name for layer in net.layers]
+    params = [pi.state_name for pi in prog.params]
+    missing = [n for n in ["x", "y", "loss", *names, *params] if n not in forward]
+    assert not missing, f"forward.svg does not name {missing}"
+    for layer in net.layers:  # each layer's type and output shape are on its node
+        assert f"{layer.op.name} (N, {layer.out_features})" in forward, layer.name
+    # every graph edge, every parameter feeding its layer, output and targets into the loss
+    expected = {(a, b) for a, b in net.graph.edges}
+    expected |= {(f'params["{pi.state_name}"]', pi.layer.name) for pi in prog.params}
+    expected |= {(prog.output, "loss"), ("y", "loss")}
+    assert svg_edges(folder / "forward.svg") == expected
+
+    backward = svg_texts(folder / "backward.svg")
+    targets = [math_text(line.target) for line in prog.backward]
+    assert len(targets) == len(set(targets)) == len(prog.backward)
+    missing = [t for t in targets if t not in backward]
+    assert not missing, f"backward.svg does not name {missing}"
+    edges = svg_edges(folder / "backward.svg")
+    codes = {line.target.code for line in prog.backward}
+    incoming = {
+        code: {a for a, b in edges if b == code and a in codes} for code in codes
+    }
+    first, *rest = prog.backward
+    assert ("loss", first.target.code) in edges
+    for line in rest:
+        # exactly the gradients its expression reads flow into it
+        assert incoming[line.target.code] == line.expr.symbols() & codes, (
+            line.target.code
+        )
+        assert incoming[line.target.code], (
+            f"{line.target.code} has no gradient flowing in"
+        )
+    for line in prog.backward:
+        if line.kind == "fanout_sum":
+            parts = {p.target.code for p in prog.backward if p.kind == "fanout_part"}
+            assert len(incoming[line.target.code] & parts) >= 2, line.target.code
+    # the forward values and parameters the rules reuse are drawn, with dashed edges
+    for line in prog.backward:
+        for name in ["x", *names, *(f'params["{p}"]' for p in params)]:
+            if name in line.expr.symbols():
+                assert (name, line.target.code) in edges, (name, line.target.code)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_gallery_svgs_name_layers_parameters_and_gradients(spec, compiled):
+    check_svgs(build(spec), compiled(spec))
+
+
+def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
+    folder = compile_spec(fanout_spec, tmp_path / "out")
+    prog = build(fanout_spec)
+    kinds = [line.kind for line in prog.backward]
+    assert kinds.count("fanout_part") == 2 and kinds.count("fanout_sum") == 1
+    check_svgs(prog, folder)
+    # the description arrives in both titles as literal text, every character of it
+    flat = HOSTILE_DESCRIPTION.replace("\n", " ")
+    for name in ("forward.svg", "backward.svg"):
+        title = " ".join(svg_texts(folder / name)[1:3])
+        assert flat in title, title
+    for name in ("forward.dot", "backward.dot"):
+        text = (folder / name).read_text()
+        assert "<b>bold</b>" not in text and "&lt;b&gt;bold&lt;/b&gt;" in text
+    # fan-out parts feed the sum, concat edges name their columns, the mask is drawn
+    edges = svg_edges(folder / "backward.svg")
+    assert {("d_act1_from_res", "d_act1"), ("d_act1_from_drop1", "d_act1")} <= edges
+    assert ('masks["drop1"]', "d_act1_from_drop1") in edges
+    forward = svg_texts(folder / "forward.svg")
+    assert "(N, 4) → cols 0:4" in forward and "(N, 2) → cols 4:6" in forward
+
+
+def test_escaping_helpers_make_valid_svg(tmp_path):
+    """Ids with quotes and backslashes, labels with markup, through the real dot."""
+    g = render.Digraph('t"x', render.label(render.escape('a\\b "q" <i> {|}')))
+    g.node('we"ird\\id', render.label(render.bold('<&>"\\'), render.small("x\ny")))
+    g.edge('we"ird\\id', "other")
+    path = tmp_path / "h.dot"
+    path.write_text(g.text())
+    subprocess.run(
+        ["dot", "-Tsvg", str(path), "-o", str(tmp_path / "h.svg")], check=True
+    )
+    texts = svg_texts(tmp_path / "h.svg")
+    assert texts == ['a\\b "q" <i> {|}', '<&>"\\', "x y", "other"]
+
+
+def test_dot_text_is_deterministic_across_processes(fanout_spec):
+    """Same spec, different hash seeds: byte-identical DOT (no set order leaks in)."""
+    code = (
+        "import sys; from mlpgen.compiler import build; from mlpgen import render; "
+        "p = build(sys.argv[1]); sys.stdout.write(render.forward_dot(p) + render.backward_dot(p))"
+    )
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(fanout_spec)],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert outs[0] == outs[1] and b"digraph" in outs[0]
+
+
+@pytest.fixture
+def no_dot(monkeypatch):
+    """Graphviz absent; the once-per-process note can be printed again."""
+    monkeypatch.setattr(render, "find_dot", lambda: None)
+    render.note.cache_clear()
+    yield
+    render.note.cache_clear()
+
+
+def test_compile_without_dot_writes_dot_files_and_one_note(no_dot, capsys, tmp_path):
+    specs = [ROOT / "specs" / "xor.yaml", ROOT / "specs" / "spiral.yaml"]
+    assert cli.main(["compile", *map(str, specs), "-o", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [render.MISSING_DOT]
+    for name in ("xor", "spiral"):
+        files = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert (
+            "forward.dot" in files and "backward.dot" in files and "README.md" in files
+        )
+        assert not any(f.endswith(".svg") for f in files)
+        assert (
+            (tmp_path / name / "forward.dot")
+            .read_text()
+            .startswith('digraph "forward" {')
+        )
+
+
+def test_render_without_dot_removes_stale_svgs(no_dot, capsys, tmp_path):
+    (tmp_path / "forward.svg").write_text("<svg>stale</svg>")
+    (tmp_path / "keep.txt").write_text("mine")
+    assert (
+        cli.main(["render", str(ROOT / "specs" / "xor.yaml"), "-o", str(tmp_path)]) == 0
+    )
+    assert capsys.readouterr().err.splitlines() == [render.MISSING_DOT]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "backward.dot",
+        "forward.dot",
+        "keep.txt",
+    ]
+
+
+def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(render, "find_dot", lambda: "false")
+    render.note.cache_clear()
+    try:
+        files = render.diagram_files(build(ROOT / "specs" / "xor.yaml"))
+    finally:
+        render.note.cache_clear()
+    assert sorted(files) == ["backward.dot", "forward.dot"]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("note: Graphviz 'dot' failed on forward.dot (exit status 1)")
+
+
+def test_render_command_writes_four_files_and_keeps_the_rest(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    spec = ROOT / "specs" / "xor.yaml"
+    assert cli.main(["render", str(spec), "-o", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "backward.dot",
+        "backward.svg",
+        "forward.dot",
+        "forward.svg",
+        "keep.txt",
+    ]
+    assert "forward.svg" in capsys.readouterr().out
+    check_svgs(build(spec), tmp_path)
+
+
+def test_render_command_bad_spec_exit_2_nothing_written(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({**FANOUT, "model": {"layers": [{"type": "linear", "out": -3}]}})
+    )
+    out = tmp_path / "out"
+    assert cli.main(["render", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: {bad}: model.layers[0].out:") and "Traceback" not in err
+    )
+    assert not out.exists()
