@@ -134,7 +134,7 @@ def optimizer_step(params, grads, state):
             state[name] += g
         g = state[name]
         # p ← p − lr·g
-        p -= LR * g
+        p.add_(g, alpha=-LR)  # as torch.optim.SGD writes it: one pass, no temporary
 
 
 def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
