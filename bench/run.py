@@ -6,9 +6,11 @@ One process, one run. The networks are compiled into a scratch folder and the
 generated files imported with importlib; only ``train(...)`` is timed (quiet),
 never imports, data loading or initialisation, and every implementation gets
 one untimed warm-up call. Repeats are interleaved (one run of each
-implementation per round) so that a noisy neighbour slows all of them alike,
-and the median is reported. Compile times are wall times of a fresh
-``python -m mlpgen compile`` process, as a user sees them.
+implementation per round) so that a noisy neighbour slows all of them alike;
+times are medians over the rounds, ratios medians of the ratios within a
+round, and the wide network's share of the matmul peak is taken against the
+peak measured just before and after each run. Compile times are wall times of
+a fresh ``python -m mlpgen compile`` process, as a user sees them.
 
 The hand-written baselines are in ``bench/reference_numpy.py``; before timing,
 each case checks that all implementations reach the same losses and weights.
@@ -184,20 +186,23 @@ class Case:
         return worst
 
     def time(self, steps: int, repeats: int, peak_dtype: str | None = None):
-        """Median seconds of ``train`` per implementation, repeats interleaved.
+        """Seconds of ``train`` per implementation, one list per implementation,
+        repeats interleaved (one run of each per round).
 
-        With ``peak_dtype``, every round starts by measuring the matmul peak, so
-        that a busy machine slows both alike; returns the per-round peaks too.
+        With ``peak_dtype``, the matmul peak is measured just before and just
+        after every timed run, so that a machine that slows down or speeds up
+        moves both alike; the second result holds their means, run by run.
         """
         for impl in IMPLS:
             self.run(impl, max(1, steps // 10))  # warm-up: first calls, caches
         times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
-        peaks = []
+        peaks: dict[str, list[float]] = {impl: [] for impl in IMPLS}
         for _ in range(repeats):
-            if peak_dtype:
-                peaks.append(matmul_peak(peak_dtype))
             for impl in IMPLS:
+                before = matmul_peak(peak_dtype) if peak_dtype else 0.0
                 times[impl].append(self.run(impl, steps)[0])
+                after = matmul_peak(peak_dtype) if peak_dtype else 0.0
+                peaks[impl].append((before + after) / 2)
         return times, peaks
 
 
@@ -307,7 +312,7 @@ def ratio(times: dict, a: str, b: str) -> float:
     return statistics.median(ta / tb for ta, tb in zip(times[a], times[b]))
 
 
-def print_case(case: Case, steps: int, times: dict, flops: int = 0, peaks=()) -> None:
+def print_case(case: Case, steps: int, times: dict, flops: int = 0, peaks=None) -> None:
     """The table of one case: medians, per step, the ratio to the reference, and
     with ``flops`` the matmul GFLOP/s and its share of the same round's peak."""
     med = {impl: statistics.median(t) for impl, t in times.items()}
@@ -320,12 +325,12 @@ def print_case(case: Case, steps: int, times: dict, flops: int = 0, peaks=()) ->
         t = med[impl]
         row = f"  {impl:<16}{t * 1e3:>11.1f}{t / steps * 1e6:>15.1f}{ratio(times, impl, 'reference'):>13.2f}×"
         if flops:
-            row += f"{flops * steps / t / 1e9:>9.1f}{share(times[impl], steps, flops, peaks):>9.0%}"
+            row += f"{flops * steps / t / 1e9:>9.1f}{share(times[impl], steps, flops, peaks[impl]):>9.0%}"
         print(row)
 
 
 def share(times: list[float], steps: int, flops: int, peaks: list[float]) -> float:
-    """The median over rounds of (GFLOP/s reached) / (that round's matmul peak)."""
+    """The median over runs of (GFLOP/s reached) / (the peak around that run)."""
     return statistics.median(
         flops * steps / t / 1e9 / peak for t, peak in zip(times, peaks)
     )
@@ -393,11 +398,12 @@ def bench_wide(specs: Path, out: Path, repeats: int, note: str = "") -> list:
         case.check_agreement(5)
         times, peaks = case.time(50, repeats, peak_dtype=dtype)
         print_case(case, 50, times, flops, peaks)
+        every = [p for impl in IMPLS for p in peaks[impl]]
         print(
-            f"  NumPy 1024³ {dtype} matmul peak, measured before each round: "
-            f"median {statistics.median(peaks):.1f} GFLOP/s"
+            f"  NumPy 1024³ {dtype} matmul peak, measured around each run: "
+            f"median {statistics.median(every):.1f} GFLOP/s"
         )
-        frac = share(times["numpy_backprop"], 50, flops, peaks)
+        frac = share(times["numpy_backprop"], 50, flops, peaks["numpy_backprop"])
         if note:
             print(f"  numpy_backprop: {frac:.0%} of the peak")
             continue
