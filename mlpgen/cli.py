@@ -32,9 +32,19 @@ def cmd_compile(args) -> int:
         return status
     for prog in progs:
         folder = output_folder(args.output, prog.net.spec.name)
-        write_atomically(render(prog), folder)
+        files = render(prog)
+        if args.plot:
+            from .crosstest import ScriptFailed, loss_figure
+
+            try:
+                files["loss.png"] = loss_figure(prog, files)
+            except ScriptFailed as e:
+                print(f"error: {prog.net.spec.source}: {e}", file=sys.stderr)
+                status = 1
+                continue
+        write_atomically(files, folder)
         print(f"wrote {folder}/")
-    return 0
+    return status
 
 
 def cmd_check(args) -> int:
@@ -129,6 +139,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="write generated/NAME/ for each spec")
     c.add_argument("specs", nargs="+", metavar="SPEC")
     c.add_argument("-o", "--output", default="generated", metavar="ROOT", help="output root (default generated)")
+    c.add_argument(
+        "--plot",
+        action="store_true",
+        help="also run the three implementations and draw their loss curves into "
+        "NAME/loss.png for the learning page (needs torch and matplotlib)",
+    )
     c.set_defaults(func=cmd_compile)
     k = sub.add_parser("check", help="validate and print the layer table")
     k.add_argument("specs", nargs="+", metavar="SPEC")

@@ -77,6 +77,31 @@ def compare(dumps: dict, dtype: str) -> list[tuple[str, str, float, float]]:
     return rows
 
 
+def dump_all(folder: Path, scratch: Path, epochs: int | None = None) -> dict:
+    """Run the three implementations in ``folder``; their archives by name.
+
+    The archives are written to ``scratch``; ScriptFailed when one fails.
+    """
+    return {
+        impl: dump(folder, impl, scratch / f"{impl}.npz", epochs)
+        for impl in IMPLEMENTATIONS
+    }
+
+
+def loss_figure(prog, files: dict[str, str | bytes]) -> bytes:
+    """The PNG of the learning page (``loss.png``): the three implementations'
+    loss curves, from the compiled ``files`` run in a scratch folder."""
+    from .compiler import write_atomically
+
+    spec = prog.net.spec
+    with tempfile.TemporaryDirectory(prefix="mlpgen-") as tmp:
+        folder = Path(tmp, spec.name)
+        write_atomically(files, folder)
+        dumps = dump_all(folder, Path(tmp))
+        plot_parity(Path(tmp, "loss.png"), spec, dumps)
+        return Path(tmp, "loss.png").read_bytes()
+
+
 def crosstest(path, epochs: int | None = None, plot=None) -> int:
     """Compile, run the three implementations, print the comparison table.
 
@@ -87,10 +112,7 @@ def crosstest(path, epochs: int | None = None, plot=None) -> int:
     spec = prog.net.spec
     with tmp:
         try:
-            dumps = {
-                impl: dump(folder, impl, Path(tmp.name) / f"{impl}.npz", epochs)
-                for impl in IMPLEMENTATIONS
-            }
+            dumps = dump_all(folder, Path(tmp.name), epochs)
         except ScriptFailed as e:
             print(f"error: {spec.source}: {e}", file=sys.stderr)
             return 1

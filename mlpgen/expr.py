@@ -15,7 +15,7 @@ the tree's evaluation order, which matters for floating-point parity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Precedence levels (Python's): higher binds tighter.
 ADD, MUL, NEG, POW, ATOM = 1, 2, 3, 4, 5
@@ -104,6 +104,9 @@ class Sym(Expr):
 @dataclass(frozen=True, eq=True)
 class Const(Expr):
     value: float | int
+    # how the math printer writes a well-known constant, e.g. "√(2/π)"; code
+    # always writes the value
+    name: str | None = field(default=None, compare=False)
     is_scalar = True
 
 
@@ -346,13 +349,16 @@ def call(fn: str, *args) -> Call:
 
 def _fmt_const(v, math: bool) -> str:
     if isinstance(v, int):
-        return str(v)
-    if math and float(v).is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(float(v))
+        text = str(v)
+    elif math and float(v).is_integer() and abs(v) < 1e15:
+        text = str(int(v))
+    else:
+        text = repr(float(v))
+    return text.replace("-", "−") if math else text
 
 
 _MATH_OPS = {"+": " + ", "-": " − ", "/": "/", "@": " @ ", "**": "^"}
+SUPERSCRIPTS = dict(zip(range(10), "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 class Printer:
@@ -373,6 +379,8 @@ class Printer:
                 return e.code, ATOM
             return e.math or e.code, ATOM if e.math_atom else MUL
         if isinstance(e, Const):
+            if math and e.name:
+                return e.name, ATOM
             s = _fmt_const(e.value, math)
             return s, (ATOM if e.value >= 0 else NEG)
         if isinstance(e, Neg):
@@ -400,8 +408,11 @@ class Printer:
             return fmt.format(*args), ATOM
         if isinstance(e, Bin):
             prec = _BIN_PREC[e.op]
-            ls, lp = self.p(e.a)
-            rs, rp = self.p(e.b)
+            a, b = e.a, e.b
+            if math and e.op == "*" and isinstance(b, Const) and not isinstance(a, Const):
+                a, b = b, a  # a constant factor reads first: 0.5 · x, not x · 0.5
+            ls, lp = self.p(a)
+            rs, rp = self.p(b)
             if e.op == "**":
                 if lp <= POW:
                     ls = f"({ls})"
@@ -415,10 +426,10 @@ class Printer:
             if not math:
                 op = {"**": "**"}.get(e.op, e.op)
                 return f"{ls} {op} {rs}", prec
-            if e.op == "**" and isinstance(e.b, Const) and e.b.value == 2:
-                return f"{ls}²", POW
+            if e.op == "**" and isinstance(b, Const) and b.value in SUPERSCRIPTS:
+                return f"{ls}{SUPERSCRIPTS[b.value]}", POW
             if e.op == "*":
-                sym = " · " if (e.a.is_scalar or e.b.is_scalar) else " ⊙ "
+                sym = " · " if (a.is_scalar or b.is_scalar) else " ⊙ "
                 return f"{ls}{sym}{rs}", prec
             return f"{ls}{_MATH_OPS[e.op]}{rs}", prec
         raise TypeError(e)

@@ -363,9 +363,9 @@ class GeluKeys(Keys):
     approximate: Literal["none", "tanh"] = "none"
 
 
-SQRT1_2 = math.sqrt(0.5)  # 1/√2
-SQRT_2_PI = math.sqrt(2 / math.pi)  # √(2/π)
-INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)  # 1/√(2π), the normal density's constant
+SQRT1_2 = Const(math.sqrt(0.5), "1/√2")
+SQRT_2_PI = Const(math.sqrt(2 / math.pi), "√(2/π)")
+INV_SQRT_2PI = Const(1 / math.sqrt(2 * math.pi), "1/√(2π)")  # the normal density's
 KAPPA = 0.044715
 
 

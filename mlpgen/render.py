@@ -207,6 +207,21 @@ def _target_shape(prog: Program) -> str:
     return shape_str(prog.net.output.out_features)
 
 
+def _loss_constant(prog: Program) -> tuple[Sym, Html] | None:
+    """The loss's constant weights from the spec (class ``weight`` or
+    ``pos_weight``), as the symbol the formulas read and a node label."""
+    net = prog.net
+    weight = loss_ctx(net, value(prog.output)).weight
+    if weight is None:
+        return None
+    key = "weight" if getattr(net.spec.loss, "weight", None) is not None else "pos_weight"
+    count = len(getattr(net.spec.loss, key))
+    return weight, label(
+        bold(math_text(weight)) + GAP + escape(f"({count},)"),
+        small(f"loss.{key}, from the spec"),
+    )
+
+
 def _loss_node(g: Digraph, prog: Program) -> None:
     g.node(
         "loss",
@@ -287,6 +302,12 @@ def forward_dot(prog: Program) -> str:
     g.edge(prog.output, "loss", label=shape_str(net.output.out_features))
     g.edge(Y.code, "loss", label=_target_shape(prog))
     g.same_rank(Y.code, prog.output)
+    constant = _loss_constant(prog)
+    if constant is not None:
+        weight, text = constant
+        g.node(weight.code, text, style="filled", fillcolor=VALUE_FILL)
+        g.edge(weight.code, "loss", style="dashed")
+        g.same_rank(weight.code, prog.output)
     return g.text()
 
 
@@ -330,6 +351,10 @@ def _forward_values(prog: Program) -> dict[str, tuple[Html, str]]:
             label(bold(pi.state_name), shape),
             PARAM_FILL,
         )
+    constant = _loss_constant(prog)
+    if constant is not None:
+        weight, text = constant
+        values[weight.code] = (text, VALUE_FILL)
     return values
 
 
@@ -493,11 +518,8 @@ def write_diagrams(prog: Program, folder: Path | str) -> dict[str, str]:
 # ------------------------------------------------------------------- README
 
 
-def readme_context(prog: Program, loss_plot: bool = False) -> dict:
-    """What README.md.j2 needs beyond ``emit.context``: the rules used and the diagrams.
-
-    ``loss_plot`` says whether a ``loss.png`` is shipped beside the README.
-    """
+def readme_context(prog: Program) -> dict:
+    """What README.md.j2 needs beyond ``emit.context``: the rules used and the diagrams."""
     net = prog.net
     types = list(dict.fromkeys(layer.op.name for layer in net.layers))
     loss = LOSSES[net.spec.loss.type]
@@ -516,5 +538,4 @@ def readme_context(prog: Program, loss_plot: bool = False) -> dict:
             "derivative": loss.derivative,
         },
         "loss_formula_named": " ".join(loss_rows(prog)),
-        "loss_plot": loss_plot,
     }

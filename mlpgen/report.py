@@ -6,6 +6,8 @@ when drawn, with the Agg backend, so the compile path never pays for it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .autodiff import Program
 from .text import one_line
 
@@ -18,6 +20,12 @@ LINE_STYLES = (
 )
 # a y range wider than this factor is drawn on a log scale
 LOG_RANGE = 100.0
+# no dates or version strings in the figure files: the same curves, the same bytes
+METADATA = {
+    ".png": {"Software": None},
+    ".svg": {"Date": None, "Creator": None},
+    ".pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
 
 
 def _fmt_shape(shape) -> str:
@@ -139,5 +147,7 @@ def plot_losses(file, title: str, curves, differences=None, tolerance=None) -> N
         dx.legend(fontsize="small")
     axes[-1][0].set_xlabel("optimizer step")
     fig.tight_layout()
-    fig.savefig(file, dpi=120)
+    suffix = Path(file).suffix.lower()
+    with plt.rc_context({"svg.hashsalt": "mlpgen"}):
+        fig.savefig(file, dpi=120, metadata=METADATA.get(suffix))
     plt.close(fig)

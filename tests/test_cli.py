@@ -167,3 +167,22 @@ def test_generated_script_rejects_bad_arguments(compiled):
     )
     assert r.returncode == 2
     assert "argument --epochs: must be a positive integer, got 0" in r.stderr
+
+
+def test_compile_plot_adds_the_loss_figure_and_nothing_else(tmp_path):
+    spec = write(
+        tmp_path,
+        "tiny.yaml",
+        XOR.read_text().replace("name: xor", "name: tiny").replace("epochs: 5000", "epochs: 30"),
+    )
+    assert mlpgen("compile", spec, "-o", tmp_path / "plain").returncode == 0
+    r = mlpgen("compile", spec, "-o", tmp_path / "plotted", "--plot")
+    assert r.returncode == 0, r.stderr
+    plain, plotted = tmp_path / "plain" / "tiny", tmp_path / "plotted" / "tiny"
+    assert sorted(p.name for p in plotted.iterdir()) == sorted(
+        [p.name for p in plain.iterdir()] + ["loss.png"]
+    )
+    for f in plain.iterdir():
+        assert f.read_bytes() == (plotted / f.name).read_bytes(), f.name
+    assert (plotted / "loss.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "![loss of each implementation per step" in (plain / "README.md").read_text()

@@ -104,5 +104,9 @@ def test_generated_gallery_is_fresh(spec, compiled):
     texts = [n for n in names if not n.endswith((".svg", ".png"))]
     _, mismatch, errors = filecmp.cmpfiles(fresh, checked_in, texts, shallow=False)
     assert not mismatch and not errors, (
-        f"stale: {mismatch + errors}; regenerate with mlpgen compile specs/*.yaml"
+        f"stale: {mismatch + errors}; regenerate with mlpgen compile --plot specs/*.yaml"
     )
+    # the learning page shows the loss curves that `compile --plot` draws
+    png = (checked_in / "loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000, fresh.name
+    assert b"Software" not in png  # no version strings: the same curves, the same bytes

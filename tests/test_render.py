@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from mlpgen import cli, render
+from mlpgen.autodiff import loss_ctx, value
 from mlpgen.compiler import build, compile_spec
-from mlpgen.expr import math_text
+from mlpgen.expr import Const, Sym, math_text, numpy_code
 
 from .conftest import ROOT, SPECS
 
@@ -87,6 +88,9 @@ def check_svgs(prog, folder):
     expected = {(a, b) for a, b in net.graph.edges}
     expected |= {(f'params["{pi.state_name}"]', pi.layer.name) for pi in prog.params}
     expected |= {(prog.output, "loss"), ("y", "loss")}
+    weight = loss_ctx(net, value(prog.output)).weight  # class or positive weights
+    if weight is not None:
+        expected.add((weight.code, "loss"))
     assert svg_edges(folder / "forward.svg") == expected
 
     backward = svg_texts(folder / "backward.svg")
@@ -123,6 +127,18 @@ def check_svgs(prog, folder):
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_gallery_svgs_name_layers_parameters_and_gradients(spec, compiled):
     check_svgs(build(spec), compiled(spec))
+
+
+def test_math_text_reads_like_the_textbook():
+    x = Sym("x")
+    # a named constant prints its name; code keeps the exact value
+    e = 0.5 * x * (1 + Const(0.7978845608028654, "√(2/π)") * x**3)
+    assert math_text(e) == "0.5 · x ⊙ (1 + √(2/π) · x³)"
+    assert numpy_code(e) == "0.5 * x * (1 + 0.7978845608028654 * x ** 3)"  # ruff formats
+    # a constant factor reads first, and minus is the minus sign
+    assert math_text(x * 0.5) == "0.5 · x"
+    assert math_text(-0.5 * x**2) == "−0.5 · x²"
+    assert numpy_code(x * 0.5) == "x * 0.5"
 
 
 def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):

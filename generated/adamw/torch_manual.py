@@ -66,7 +66,7 @@ def forward(params, x):
     """The forward pass: the output, and the values the backward pass reuses."""
     # fc1 = x @ fc1.weightᵀ + fc1.bias    (N, 32)
     fc1 = x @ params["fc1.weight"].T + params["fc1.bias"]
-    # act1 = fc1 · 0.5 ⊙ (1 + erf(fc1 · 0.7071067811865476))    (N, 32)
+    # act1 = 0.5 · fc1 ⊙ (1 + erf(1/√2 · fc1))    (N, 32)
     act1 = fc1 * 0.5 * (1 + torch.erf(fc1 * 0.7071067811865476))
     # fc2 = act1 @ fc2.weightᵀ + fc2.bias    (N, 3)
     fc2 = act1 @ params["fc2.weight"].T + params["fc2.bias"]
@@ -94,8 +94,8 @@ def backward(params, cache, y):
     grads["fc2.bias"] = d_fc2.sum(dim=0)
     # ∂L/∂act1 = ∂L/∂fc2 @ fc2.weight    (N, 32)
     d_act1 = d_fc2 @ params["fc2.weight"]
-    # Grad of: act1 = fc1 · 0.5 ⊙ (1 + erf(fc1 · 0.7071067811865476))
-    # ∂L/∂fc1 = ∂L/∂act1 ⊙ (0.5 · (1 + erf(fc1 · 0.7071067811865476)) + fc1 ⊙ (0.3989422804014327 · exp(-0.5 · fc1²)))    (N, 32)
+    # Grad of: act1 = 0.5 · fc1 ⊙ (1 + erf(1/√2 · fc1))
+    # ∂L/∂fc1 = ∂L/∂act1 ⊙ (0.5 · (1 + erf(1/√2 · fc1)) + fc1 ⊙ (1/√(2π) · exp(−0.5 · fc1²)))    (N, 32)
     d_fc1 = d_act1 * (
         0.5 * (1 + torch.erf(fc1 * 0.7071067811865476))
         + fc1 * (0.3989422804014327 * torch.exp(-0.5 * fc1**2))

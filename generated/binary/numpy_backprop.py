@@ -82,7 +82,7 @@ def forward(params, x):
     """The forward pass: the output, and the values the backward pass reuses."""
     # hidden = x @ hidden.weightᵀ + hidden.bias    (N, 16)
     hidden = x @ params["hidden.weight"].T + params["hidden.bias"]
-    # act = 0.5 · hidden ⊙ (1 + tanh(0.7978845608028654 · (hidden + 0.044715 · hidden^3)))    (N, 16)
+    # act = 0.5 · hidden ⊙ (1 + tanh(√(2/π) · (hidden + 0.044715 · hidden³)))    (N, 16)
     act = (
         0.5
         * hidden
@@ -116,8 +116,8 @@ def backward(params, cache, y):
     grads["logit.bias"] = d_logit.sum(axis=0)
     # ∂L/∂act = ∂L/∂logit @ logit.weight    (N, 16)
     d_act = d_logit @ params["logit.weight"]
-    # Grad of: act = 0.5 · hidden ⊙ (1 + tanh(0.7978845608028654 · (hidden + 0.044715 · hidden^3)))
-    # ∂L/∂hidden = ∂L/∂act ⊙ (0.5 · (1 + tanh(0.7978845608028654 · (hidden + 0.044715 · hidden^3))) + 0.5 · hidden ⊙ (1 − tanh(0.7978845608028654 · (hidden + 0.044715 · hidden^3))²) ⊙ (0.7978845608028654 · (1 + 0.134145 · hidden²)))    (N, 16)
+    # Grad of: act = 0.5 · hidden ⊙ (1 + tanh(√(2/π) · (hidden + 0.044715 · hidden³)))
+    # ∂L/∂hidden = ∂L/∂act ⊙ (0.5 · (1 + tanh(√(2/π) · (hidden + 0.044715 · hidden³))) + 0.5 · hidden ⊙ (1 − tanh(√(2/π) · (hidden + 0.044715 · hidden³))²) ⊙ (√(2/π) · (1 + 0.134145 · hidden²)))    (N, 16)
     d_hidden = d_act * (
         0.5 * (1 + np.tanh(0.7978845608028654 * (hidden + 0.044715 * hidden**3)))
         + 0.5

@@ -134,7 +134,7 @@ def backward(params, cache, y):
     # ∂L/∂block2_act = ∂L/∂h2    (N, 16)
     d_block2_act = d_h2
     # Grad of: block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(min(block2_fc, 0)) − 1))
-    # ∂L/∂block2_fc = (∂L/∂block2_act if block2_fc > 0 else ∂L/∂block2_act · 0.5 ⊙ exp(min(block2_fc, 0)))    (N, 16)
+    # ∂L/∂block2_fc = (∂L/∂block2_act if block2_fc > 0 else 0.5 · (∂L/∂block2_act) ⊙ exp(min(block2_fc, 0)))    (N, 16)
     d_block2_fc = torch.where(
         block2_fc > 0,
         d_block2_act,

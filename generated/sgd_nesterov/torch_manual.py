@@ -88,7 +88,7 @@ def backward(params, cache, y):
     x, act, prob = cache["x"], cache["act"], cache["prob"]
     grads = {}
     # Grad of: L = mean((y − 1) ⊙ max(log(1 + −prob), −100) − y ⊙ max(log(prob), −100))
-    # ∂L/∂prob = (prob − y)/max(prob ⊙ (1 − prob), 1e-12)/N    (N, 1)
+    # ∂L/∂prob = (prob − y)/max(prob ⊙ (1 − prob), 1e−12)/N    (N, 1)
     d_prob = (prob - y) / torch.clamp(prob * (1 - prob), min=1e-12) / len(prob)
     # Grad of: prob = σ(fc_out)
     # ∂L/∂fc_out = ∂L/∂prob ⊙ prob ⊙ (1 − prob)    (N, 1)
