@@ -831,7 +831,7 @@ def _path_parts(path: str) -> Parts:
     )
 
 
-# ------------------------------------------------------------------ checking sections
+# ------------------------------------------------------------------ validating
 
 
 def _validate(
@@ -840,7 +840,7 @@ def _validate(
     """Validate ``raw`` (found at ``where``) as ``annotation``, then cross-check it.
 
     ``known`` names keys that are allowed at the top of ``raw`` although the
-    model does not have them (they are checked elsewhere).
+    record does not have them (they are checked elsewhere).
     Returns the value, or None and the problems.
     """
     try:
