@@ -227,6 +227,7 @@ class _Type:
     afters: tuple[Callable[[Any], Any], ...] = ()
 
     def check(self, value: Any, loc: Location, problems: list[Problem]) -> Any:
+        """The value to keep (converted where allowed), or ``_BAD``."""
         value = self._check(value, loc, problems)
         if self.afters and value is not _BAD:
             return self.finish(value, loc, problems)
@@ -350,9 +351,9 @@ class _Str(_Type):
             return self.pattern.words
         text = "strings" if many else "a string"
         if self.min_length == 1:
-            return "non-empty " + text if many else "a non-empty string"
-        if self.min_length:
-            return f"{text} of at least {self.min_length} characters"
+            text = "non-empty strings" if many else "a non-empty string"
+        elif self.min_length:
+            text += f" of at least {self.min_length} characters"
         return text
 
 
@@ -612,6 +613,10 @@ class Record:
             if typing.get_origin(hint) is ClassVar:
                 continue
             default = vars(cls).get(name, _REQUIRED)
+            if isinstance(default, (list, dict, set)):  # shared by every record
+                raise TypeError(
+                    f"{cls.__name__}.{name}: a mutable default; use a tuple"
+                )
             marks = getattr(hint, "__metadata__", ())
             excluded = any(isinstance(mark, Excluded) for mark in marks)
             cls._fields[name] = Field(name, _type(hint), default, excluded)

@@ -54,7 +54,7 @@ Shape = Annotated[Circle | Square, Tagged("shape", "shape", bare=True)]
 
 class Drawing(Record):
     title: Annotated[str, MinLength(1)]
-    shapes: list[Shape] = []
+    shapes: tuple[Shape, ...] = ()
     size: tuple[int, int] = (640, 480)
     file: Annotated[str, Excluded()] = ""
 
@@ -172,9 +172,8 @@ def test_known_keys_are_skipped_and_suggested():
 
 def test_records_are_frozen_values():
     drawing = Drawing(title="t", shapes=[{"shape": "square", "side": 1}], file="f")
-    assert drawing.size == (640, 480) and drawing.shapes == [
-        Square(shape="square", side=1)
-    ]
+    assert drawing.size == (640, 480)
+    assert drawing.shapes == (Square(shape="square", side=1),)
     assert drawing == Drawing(
         title="t", shapes=[Square(shape="square", side=1.0)], file="f"
     )
@@ -218,3 +217,7 @@ def test_declarations_that_cannot_be_checked_fail_at_once():
         validate(Annotated[str, Range(gt=0)], "a")
     with pytest.raises(TypeError):
         validate(dict[str, int], {})
+    with pytest.raises(TypeError):
+
+        class Shared(Record):
+            items: list[int] = []  # noqa: RUF012 (the point of the test)
