@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
-from .spec import Layer, SpecError
+from .schema import dump
+from .spec import SpecError
 
 # keys that label a spec rather than change its training
 LABELS = ("mlpgen", "name", "description")
@@ -49,21 +49,15 @@ SAME = 1e-9
 
 def canonical(spec) -> dict:
     """The validated spec as plain data, defaults filled in: valid spec input again."""
-    return _plain(spec)
+    data = dump(spec)
+    data["model"]["layers"] = [_flat(layer) for layer in data["model"]["layers"]]
+    return data
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Layer):
-        head = {"name": value.name, "type": value.type, "inputs": _plain(value.inputs)}
-        return {**head, **_plain(value.keys)}
-    if isinstance(value, BaseModel):
-        fields = type(value).model_fields
-        return {
-            k: _plain(getattr(value, k)) for k, f in fields.items() if not f.exclude
-        }
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def _flat(layer: dict) -> dict:
+    """A dumped layer as the spec writes it: its op's keys beside name and type."""
+    keys = layer.pop("keys")
+    return {**layer, **keys}
 
 
 @dataclass(frozen=True)

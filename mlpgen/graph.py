@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import data
 from .ops import LAYERS, LOSSES, Op, Param
+from .schema import plural, show
 from .spec import (
     MAX_FEATURES,
     MAX_PARAMS,
@@ -28,8 +29,6 @@ from .spec import (
     MAX_VALUES,
     Spec,
     SpecError,
-    _plural,
-    _show,
     load_spec,
 )
 
@@ -236,7 +235,7 @@ def _input_problems(
         if src == ls.name:
             problems.append((where, f"'{src}' is the layer itself: a cycle"))
         elif src not in positions:
-            problems.append((where, f"no layer named {_show(src)} (nor the input 'x')"))
+            problems.append((where, f"no layer named {show(src)} (nor the input 'x')"))
         elif positions[src] > i:
             problems.append(
                 (where, f"'{src}' is defined later: inputs must name earlier layers")
@@ -266,7 +265,7 @@ def _make_layer(
         return None, [(f"{path}.inputs", out)]
     if out > MAX_FEATURES:
         if hasattr(ls.keys, "out"):
-            limit = f"mlpgen's limit on features), got {_show(out)}"
+            limit = f"mlpgen's limit on features), got {show(out)}"
             return None, [(f"{path}.out", f"must be at most {MAX_FEATURES:,} ({limit}")]
         message = (
             f"outputs {out:,} features, more than mlpgen's limit of {MAX_FEATURES:,}"
@@ -290,7 +289,7 @@ def _loss_problems(spec: Spec, data_info, out: Layer) -> list[tuple[str, str]]:
                 (
                     out.path,
                     (
-                        f"the model outputs {_plural(n_out, 'class score')}, "
+                        f"the model outputs {plural(n_out, 'class score')}, "
                         f"but the data has {data_info.classes} classes"
                     ),
                 )

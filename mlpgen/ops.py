@@ -21,20 +21,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
-
 from .expr import Const, Expr, Sym, call
+from .schema import After, Range, Record, Tagged
 
-STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-
-class Keys(BaseModel):
+class Keys(Record):
     """Base of every key model: unknown keys are errors, no silent coercion."""
 
-    model_config = STRICT
 
-
-PosInt = Annotated[int, Field(gt=0)]
+PosInt = Annotated[int, Range(gt=0)]
 
 # ------------------------------------------------------------------ initialisation
 
@@ -70,12 +65,12 @@ class UniformInit(Keys):
 class NormalInit(Keys):
     scheme: Literal["normal"]
     mean: float = 0.0
-    std: Annotated[float, Field(ge=0)] = 1.0
+    std: Annotated[float, Range(ge=0)] = 1.0
 
 
 class XavierInit(Keys):
     scheme: Literal["xavier_uniform", "xavier_normal"]
-    gain: Union[Annotated[float, Field(gt=0)], Literal[GAIN_NAMES]] = 1.0
+    gain: Union[Annotated[float, Range(gt=0)], Literal[GAIN_NAMES]] = 1.0
 
 
 class KaimingInit(Keys):
@@ -94,10 +89,6 @@ class ConstantInit(Keys):
     value: float
 
 
-def _scheme_mapping(v: Any) -> Any:
-    return {"scheme": v} if isinstance(v, str) else v
-
-
 Init = Annotated[
     Union[
         TorchDefaultInit,
@@ -108,8 +99,7 @@ Init = Annotated[
         ZerosInit,
         ConstantInit,
     ],
-    Field(discriminator="scheme"),
-    BeforeValidator(_scheme_mapping),
+    Tagged("scheme", "init scheme", bare=True),  # a string is the scheme alone
 ]
 
 DEFAULT_INIT = TorchDefaultInit(scheme="torch_default")
@@ -329,7 +319,7 @@ elementwise(
 
 
 class LeakyReluKeys(Keys):
-    negative_slope: Annotated[float, Field(ge=0)] = 0.01
+    negative_slope: Annotated[float, Range(ge=0)] = 0.01
 
 
 elementwise(
@@ -344,7 +334,7 @@ elementwise(
 
 
 class EluKeys(Keys):
-    alpha: Annotated[float, Field(ge=0)] = 1.0
+    alpha: Annotated[float, Range(ge=0)] = 1.0
 
 
 elementwise(
@@ -440,7 +430,7 @@ register(
 
 
 class DropoutKeys(Keys):
-    p: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    p: Annotated[float, Range(ge=0, lt=1)] = 0.5
 
 
 def mask(layer_name: str) -> Sym:
@@ -516,16 +506,15 @@ register(
 )
 
 
+def _in_grammar(text: str) -> str:
+    """Parsed and differentiated here, so a bad formula is a spec error."""
+    from . import cas  # imports sympy: only specs with an activation pay for it
+
+    return cas.check(text)
+
+
 class ActivationKeys(Keys):
-    expr: str
-
-    @field_validator("expr")
-    @classmethod
-    def _in_grammar(cls, text: str) -> str:
-        """Parsed and differentiated here, so a bad formula is a spec error."""
-        from . import cas  # imports sympy: only specs with an activation pay for it
-
-        return cas.check(text)
+    expr: Annotated[str, After(_in_grammar)]
 
 
 def _cas():
@@ -583,7 +572,7 @@ Reduction = Literal["mean", "sum"]
 
 
 class L2Keys(Keys):
-    coef: Annotated[float, Field(ge=0)]
+    coef: Annotated[float, Range(ge=0)]
     params: Literal["all", "weights"] = "all"
 
 
@@ -630,7 +619,7 @@ LOSSES["mse"] = Loss(
 
 class CrossEntropyKeys(LossKeys):
     type: Literal["cross_entropy"]
-    weight: list[Annotated[float, Field(ge=0)]] | None = None
+    weight: list[Annotated[float, Range(ge=0)]] | None = None
     reduction: Reduction = "mean"
 
 
@@ -675,7 +664,7 @@ LOSSES["cross_entropy"] = Loss(
 
 class NllKeys(LossKeys):
     type: Literal["nll"]
-    weight: list[Annotated[float, Field(ge=0)]] | None = None
+    weight: list[Annotated[float, Range(ge=0)]] | None = None
     reduction: Reduction = "mean"
 
 
@@ -746,7 +735,7 @@ LOSSES["bce"] = Loss(
 class BceLogitsKeys(LossKeys):
     type: Literal["bce_with_logits"]
     reduction: Reduction = "mean"
-    pos_weight: list[Annotated[float, Field(ge=0)]] | None = None
+    pos_weight: list[Annotated[float, Range(ge=0)]] | None = None
 
 
 def _bcel_value(c: LossCtx) -> Expr:

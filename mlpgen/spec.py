@@ -9,39 +9,42 @@ YAML is read with a ``SafeLoader`` subclass whose scalars follow the YAML 1.2
 core schema (``1e-5`` is a number, ``yes`` is a string), which refuses
 duplicate keys and every tag that would build a Python object. The key models
 of layers, init schemes and losses live in ``ops.py``; the rest of the format
-(data, model, train, the top level) is defined here. Pydantic does the
-checking; this module turns its errors into the messages users read.
+(data, model, train, the top level) is defined here; ``schema.py`` does the
+checking, in the words users read, and this module adds the checks that
+involve several keys (``cross_check``) and puts every problem in order.
 """
 
 import builtins
-import difflib
 import json
 import keyword
 import math
 import os
 import re
-import types
 from collections import Counter
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    Discriminator,
-    Field,
-    SerializeAsAny,
-    Tag,
-    TypeAdapter,
-    ValidationError,
-)
-from pydantic.fields import FieldInfo
 
-from .ops import LAYERS, LOSSES, STRICT, Keys, LossKeys, PosInt
+from .ops import LAYERS, LOSSES, Keys, LossKeys, PosInt
+from .schema import (
+    After,
+    Choose,
+    Excluded,
+    Invalid,
+    MinLength,
+    Pattern,
+    Range,
+    Record,
+    Tagged,
+    construct,
+    fields,
+    plural,
+    show,
+    suggest,
+    unknown,
+    validate,
+)
 
 __all__ = [
     "DATA_KINDS",
@@ -82,7 +85,7 @@ Problem = tuple[Parts, str]
 
 def _key(key: Any) -> str:
     """A mapping key as a path element: YAML allows keys like 1 or null."""
-    return key if isinstance(key, str) else _show(key)
+    return key if isinstance(key, str) else show(key)
 
 
 class SpecError(Exception):
@@ -232,10 +235,21 @@ def _check_layer_name(name: str) -> str:
 
 
 SpecName = Annotated[
-    str, Field(pattern=SPEC_NAME_PATTERN), AfterValidator(_check_spec_name)
+    str,
+    Pattern(
+        SPEC_NAME_PATTERN,
+        "a lowercase identifier (a-z, then a-z, 0-9 or _; at most 64 characters)",
+    ),
+    After(_check_spec_name),
 ]
 LayerName = Annotated[
-    str, Field(pattern=LAYER_NAME_PATTERN), AfterValidator(_check_layer_name)
+    str,
+    Pattern(
+        LAYER_NAME_PATTERN,
+        "an identifier (a letter or _, then letters, digits or _; at most 64 "
+        "characters)",
+    ),
+    After(_check_layer_name),
 ]
 
 
@@ -253,50 +267,35 @@ MAX_EPOCHS = 10_000_000  # epochs, and log_every
 MAX_STEPS = 10_000_000  # optimizer steps in one run: epochs x batches per epoch
 
 
-def _at_most(limit: int, what: str) -> AfterValidator:
+def _at_most(limit: int, what: str) -> After:
     """A bound on a size, naming the limit in its message."""
 
     def check(value: int) -> int:
         if value > limit:
             raise ValueError(
                 f"must be at most {limit:,} (mlpgen's limit on {what}), "
-                f"got {_show(value)}"
+                f"got {show(value)}"
             )
         return value
 
-    return AfterValidator(check)
+    return After(check)
 
 
 Features = Annotated[PosInt, _at_most(MAX_FEATURES, "features")]
-Classes = Annotated[int, Field(ge=2), _at_most(MAX_FEATURES, "classes")]
+Classes = Annotated[int, Range(ge=2), _at_most(MAX_FEATURES, "classes")]
 Samples = Annotated[PosInt, _at_most(MAX_SAMPLES, "samples")]
 Epochs = Annotated[PosInt, _at_most(MAX_EPOCHS, "epochs")]
 
 
-def _as_tuple(value: Any) -> Any:
-    """YAML and JSON give lists; strict mode takes only tuples for tuple fields."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-AsTuple = BeforeValidator(_as_tuple)
-NonNegative = Annotated[float, Field(ge=0)]
-Inputs = Annotated[tuple[str, ...], AsTuple, Field(min_length=1)]
-
-
-def _format_version(value: Any) -> Any:
-    """Literal[1] alone would also take ``true`` and ``1.0``."""
-    if type(value) is not int:
-        raise ValueError(f"must be 1, got {_show(value)}")
-    return value
+NonNegative = Annotated[float, Range(ge=0)]
+Inputs = Annotated[tuple[str, ...], MinLength(1)]
 
 
 # ------------------------------------------------------------------ models
 
 
-class _Section(BaseModel):
+class _Section(Record):
     """Base of this module's models: strict, frozen, unknown keys are errors."""
-
-    model_config = STRICT
 
     def cross_check(self) -> list[Problem]:
         """Problems that involve several keys, with paths relative to this model."""
@@ -313,9 +312,9 @@ def _nested(prefix: Parts, model: _Section | None) -> list[Problem]:
 class Split(_Section):
     """Fractions of the data for train, validation and test."""
 
-    train: Annotated[float, Field(gt=0, le=1)]
-    val: Annotated[float, Field(ge=0, le=1)] = 0.0
-    test: Annotated[float, Field(ge=0, le=1)] = 0.0
+    train: Annotated[float, Range(gt=0, le=1)]
+    val: Annotated[float, Range(ge=0, le=1)] = 0.0
+    test: Annotated[float, Range(ge=0, le=1)] = 0.0
 
     def cross_check(self) -> list[Problem]:
         total = self.train + self.val + self.test
@@ -332,24 +331,20 @@ class _DataBase(_Section):
         return _nested(("split",), self.split)
 
 
-def _target_shape(value: Any) -> str:
-    return (
-        "rows"
-        if isinstance(value, list) and value and isinstance(value[0], list)
-        else "values"
-    )
-
-
 # Rows of floats (float targets) or one value per sample (class indices, or a
 # single float target each).
-Targets = Annotated[
-    Annotated[list[list[float]], Tag("rows")] | Annotated[list[float], Tag("values")],
-    Discriminator(_target_shape),
-]
+Rows = list[list[float]]
+Values = list[float]
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _target_shape(value: Any) -> Any:
+    """Rows when the first item is a list; else values."""
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return Rows
+    return Values
+
+
+Targets = Annotated[Rows | Values, Choose(_target_shape)]
 
 
 def _ragged(rows: list[list[float]], key: str) -> list[Problem]:
@@ -364,7 +359,7 @@ def _ragged(rows: list[list[float]], key: str) -> list[Problem]:
                 problems.append(
                     (
                         (key, i),
-                        f"has {_plural(len(row), 'value')}, the first row has {width}",
+                        f"has {plural(len(row), 'value')}, the first row has {width}",
                     )
                 )
     return problems
@@ -384,9 +379,9 @@ class InlineData(_DataBase):
         problems += _ragged(self.x, "x")
         if len(self.y) != len(self.x):
             problems.append(
-                (("y",), f"has {_plural(len(self.y), 'row')}, x has {len(self.x)}")
+                (("y",), f"has {plural(len(self.y), 'row')}, x has {len(self.x)}")
             )
-        if _target_shape(self.y) == "rows":
+        if _target_shape(self.y) is Rows:
             problems += _ragged(self.y, "y")
         return problems
 
@@ -428,8 +423,8 @@ class FileData(_DataBase):
     """A ``.csv`` with a header row (``target`` names the column) or a ``.npz``."""
 
     kind: Literal["file"]
-    path: Annotated[str, Field(min_length=1)]
-    target: str | Annotated[int, Field(ge=0)] | None = None
+    path: Annotated[str, MinLength(1)]
+    target: str | Annotated[int, Range(ge=0)] | None = None
 
     def cross_check(self) -> list[Problem]:
         problems = super().cross_check()
@@ -452,7 +447,7 @@ DATA_KINDS = {
     "file": FileData,
 }
 Data = Annotated[
-    InlineData | RandomData | SpiralData | FileData, Field(discriminator="kind")
+    InlineData | RandomData | SpiralData | FileData, Tagged("kind", "data kind")
 ]
 
 
@@ -462,7 +457,7 @@ class Layer(_Section):
     name: LayerName
     type: str
     inputs: Inputs | None = None  # None: the previous layer's output (x for the first)
-    keys: SerializeAsAny[Keys]  # an instance of LAYERS[type].Keys
+    keys: Keys  # an instance of LAYERS[type].Keys
 
 
 class _ModelHead(_Section):
@@ -470,11 +465,11 @@ class _ModelHead(_Section):
 
 
 class Model(_ModelHead):
-    layers: list[Layer] = Field(min_length=1)
+    layers: Annotated[list[Layer], MinLength(1)]
 
 
-Lr = Annotated[float, Field(gt=0)]
-Beta = Annotated[float, Field(ge=0, lt=1)]
+Lr = Annotated[float, Range(gt=0)]
+Beta = Annotated[float, Range(ge=0, lt=1)]
 
 
 class SgdKeys(_Section):
@@ -500,7 +495,7 @@ class SgdKeys(_Section):
 
 class _AdamBase(_Section):
     lr: Lr
-    betas: Annotated[tuple[Beta, Beta], AsTuple] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: NonNegative = 1e-8
     weight_decay: NonNegative = 0.0
     amsgrad: bool = False
@@ -524,7 +519,7 @@ class RmspropKeys(_Section):
 
     type: Literal["rmsprop"]
     lr: Lr
-    alpha: Annotated[float, Field(ge=0, le=1)] = 0.99
+    alpha: Annotated[float, Range(ge=0, le=1)] = 0.99
     eps: NonNegative = 1e-8
     momentum: NonNegative = 0.0
     centered: bool = False
@@ -538,7 +533,7 @@ OPTIMIZERS = {
     "rmsprop": RmspropKeys,
 }
 Optimizer = Annotated[
-    SgdKeys | AdamKeys | AdamWKeys | RmspropKeys, Field(discriminator="type")
+    SgdKeys | AdamKeys | AdamWKeys | RmspropKeys, Tagged("type", "optimizer")
 ]
 
 
@@ -547,7 +542,7 @@ class Train(_Section):
     epochs: Epochs
     batch_size: Literal["full"] | Samples = "full"
     shuffle: bool = False
-    metrics: Annotated[tuple[Literal["accuracy"], ...], AsTuple] = ()
+    metrics: tuple[Literal["accuracy"], ...] = ()
     log_every: Epochs | None = None
 
     def cross_check(self) -> list[Problem]:
@@ -557,11 +552,11 @@ class Train(_Section):
 class _Header(_Section):
     """The top-level keys that are plain values."""
 
-    mlpgen: Annotated[Literal[1], BeforeValidator(_format_version)] = 1
+    mlpgen: Literal[1] = 1
     name: SpecName
     description: str = ""
     dtype: Literal["float64", "float32"] = "float64"
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Range(ge=0)] = 0
 
 
 class Spec(_Header):
@@ -569,10 +564,10 @@ class Spec(_Header):
 
     data: Data
     model: Model
-    loss: SerializeAsAny[LossKeys]  # an instance of LOSSES[type].Keys
+    loss: LossKeys  # an instance of LOSSES[type].Keys
     train: Train
-    source: Annotated[str, Field(exclude=True)]  # the spec file, as given
-    base_dir: Annotated[str, Field(exclude=True)]  # its folder, for data kind file
+    source: Annotated[str, Excluded()]  # the spec file, as given
+    base_dir: Annotated[str, Excluded()]  # its folder, for data kind file
 
 
 # ------------------------------------------------------------------ checking
@@ -594,7 +589,7 @@ def _parse(data: Any, file: str, base_dir: str) -> Spec:
         raise SpecError(file, [("", "the spec is empty")])
     if not isinstance(data, dict):
         problem = (
-            f"the spec must be a mapping of keys (name, data, ...), got {_show(data)}"
+            f"the spec must be a mapping of keys (name, data, ...), got {show(data)}"
         )
         raise SpecError(file, [("", problem)])
     size = _expanded_size(data, {})
@@ -605,11 +600,11 @@ def _parse(data: Any, file: str, base_dir: str) -> Spec:
         )
         raise SpecError(file, [("", problem)])
     problems = _bad_scalars(data, ())
-    known = [*_Header.model_fields, *_SECTIONS]
+    known = [*fields(_Header), *_SECTIONS]
     for key in data:
         if key not in known:
-            problems.append(((_key(key),), "unknown key" + _suggest(key, known)))
-    head = {key: value for key, value in data.items() if key in _Header.model_fields}
+            problems.append(((_key(key),), "unknown key" + suggest(key, known)))
+    head = {key: value for key, value in data.items() if key in fields(_Header)}
     header, found = _validate(_Header, head, ())
     problems += found
     sections = {}
@@ -622,14 +617,15 @@ def _parse(data: Any, file: str, base_dir: str) -> Spec:
     if problems:
         partial = None
         if all(sections.get(key) is not None for key in _NETWORK_SECTIONS):
-            partial = Spec.model_construct(
-                **dict(header or {}),
+            partial = construct(
+                Spec,
+                **(vars(header) if header else {}),
                 **{key: sections.get(key) for key in _SECTIONS},  # train may be None
                 source=file,
                 base_dir=base_dir,
             )
         raise SpecError(file, _arrange(data, problems), partial, data)
-    return Spec(**dict(header), **sections, source=file, base_dir=base_dir)
+    return Spec(**vars(header), **sections, source=file, base_dir=base_dir)
 
 
 # The sections the network is built from: when they are valid, graph-level
@@ -672,21 +668,20 @@ def _check_loss(raw: Any) -> tuple[Any, list[Problem]]:
     """Dispatch on ``type`` through ``ops.LOSSES``."""
     where: Parts = ("loss",)
     if not isinstance(raw, dict):
-        return None, [(where, f"must be a mapping with a type, got {_show(raw)}")]
+        return None, [(where, f"must be a mapping with a type, got {show(raw)}")]
     if "type" not in raw:
         return None, [(where + ("type",), "required key missing")]
     kind = raw["type"]
     if not isinstance(kind, str) or kind not in LOSSES:
-        return None, [(where + ("type",), _unknown("loss", kind, LOSSES))]
+        return None, [(where + ("type",), unknown("loss", kind, LOSSES))]
     return _validate(LOSSES[kind].Keys, raw, where)
 
 
 def _check_model(raw: Any) -> tuple[Any, list[Problem]]:
     where: Parts = ("model",)
     if not isinstance(raw, dict):
-        return None, [(where, f"must be a mapping, got {_show(raw)}")]
-    rest = {key: value for key, value in raw.items() if key != "layers"}
-    head, problems = _validate(_ModelHead, rest, where, known=("layers",))
+        return None, [(where, f"must be a mapping, got {show(raw)}")]
+    head, problems = _validate(_ModelHead, raw, where, known=("layers",))
     if "layers" not in raw:
         return None, problems + [(where + ("layers",), "required key missing")]
     layers, found = _check_layers(raw["layers"], where + ("layers",))
@@ -702,7 +697,7 @@ _LAYER_HEAD = ("name", "type", "inputs")
 def _check_layers(raw: Any, where: Parts) -> tuple[Any, list[Problem]]:
     """Each layer: its type, name (or default name), inputs and op keys."""
     if not isinstance(raw, list):
-        return None, [(where, f"must be a list of layers, got {_show(raw)}")]
+        return None, [(where, f"must be a list of layers, got {show(raw)}")]
     if not raw:
         return None, [(where, "must have at least one layer")]
     problems: list[Problem] = []
@@ -712,7 +707,7 @@ def _check_layers(raw: Any, where: Parts) -> tuple[Any, list[Problem]]:
     for i, item in enumerate(raw):
         at = where + (i,)
         if not isinstance(item, dict):
-            problems.append((at, f"must be a mapping with a type, got {_show(item)}"))
+            problems.append((at, f"must be a mapping with a type, got {show(item)}"))
             continue
         before = len(problems)
         op = item.get("type")
@@ -720,13 +715,12 @@ def _check_layers(raw: Any, where: Parts) -> tuple[Any, list[Problem]]:
         if "type" not in item:
             problems.append((at + ("type",), "required key missing"))
         elif not valid_op:
-            problems.append((at + ("type",), _unknown("layer type", op, LAYERS)))
+            problems.append((at + ("type",), unknown("layer type", op, LAYERS)))
         else:
             counts[op] += 1
         keys = inputs = name = None
         if valid_op:
-            rest = {k: v for k, v in item.items() if k not in _LAYER_HEAD}
-            keys, found = _validate(LAYERS[op].Keys, rest, at, known=_LAYER_HEAD)
+            keys, found = _validate(LAYERS[op].Keys, item, at, known=_LAYER_HEAD)
             problems += found
         if "inputs" in item:
             inputs, found = _validate(Inputs, item["inputs"], at + ("inputs",))
@@ -766,7 +760,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _bad_scalars(value: Any, parts: Parts) -> list[Problem]:
     """Values no key may hold: NaN, infinities, text that is not Unicode."""
     if isinstance(value, float) and not math.isfinite(value):
-        return [(parts, f"must be a finite number, got {_show(value)}")]
+        return [(parts, f"must be a finite number, got {show(value)}")]
     surrogate = _SURROGATE.search(value) if isinstance(value, str) else None
     if surrogate:
         code = ord(surrogate.group())
@@ -824,7 +818,7 @@ def _format_path(parts: Parts) -> str:
             text += f"[{part}]"
             continue
         if not (_PLAIN_KEY.fullmatch(part) and part.isprintable()):
-            part = _show(part)
+            part = show(part)
         text += f".{part}" if text else part
     return text
 
@@ -837,12 +831,7 @@ def _path_parts(path: str) -> Parts:
     )
 
 
-# ------------------------------------------------------------------ pydantic errors
-
-
-@cache
-def _adapter(annotation: Any) -> TypeAdapter:
-    return TypeAdapter(annotation)
+# ------------------------------------------------------------------ validating
 
 
 def _validate(
@@ -851,386 +840,18 @@ def _validate(
     """Validate ``raw`` (found at ``where``) as ``annotation``, then cross-check it.
 
     ``known`` names keys that are allowed at the top of ``raw`` although the
-    model does not have them (they were taken out and checked elsewhere).
+    record does not have them (they are checked elsewhere).
     Returns the value, or None and the problems.
     """
     try:
-        value = _adapter(annotation).validate_python(raw)
-    except ValidationError as e:
-        return None, _explain(
-            e.errors(include_url=False), annotation, raw, where, known
-        )
+        value = validate(annotation, raw, known)
+    except Invalid as e:
+        return None, [(where + parts, message) for parts, message in e.problems]
     if isinstance(value, _Section):
         problems = _nested(where, value)
         if problems:
             return None, problems
     return value, []
-
-
-_MISSING = object()
-
-
-def _explain(
-    errors: list[dict], annotation: Any, raw: Any, where: Parts, known: tuple[str, ...]
-) -> list[Problem]:
-    """Pydantic's errors as problems: one per key path, in the user's words."""
-    groups: dict[Parts, list[tuple[dict, _Spot]]] = {}
-    for error in errors:
-        spot = _locate(annotation, raw, error["loc"], error["type"])
-        groups.setdefault(spot.parts, []).append((error, spot))
-    problems = []
-    for parts, group in groups.items():
-        error, spot = group[0]
-        limits = [e for e, _ in group if e["type"] == "value_error"]
-        if len(group) > 1 and limits:  # the member it fits, but for a limit
-            problems.append((where + parts, _message(limits[0], spot, ())[1]))
-        elif len(group) > 1:  # one error per member of a plain union: say what fits
-            problems.append((where + parts, _must_be(spot, error)))
-        else:
-            extra, message = _message(error, spot, known if len(parts) == 1 else ())
-            problems.append((where + parts + extra, message))
-    return problems
-
-
-@dataclass(frozen=True)
-class _Spot:
-    """Where an error is: its key path, the raw value there, the types expected."""
-
-    parts: Parts
-    value: Any  # the user's value at parts, or _MISSING
-    members: list  # the (type, metadata) alternatives expected there
-    parents: list  # the models the enclosing mapping may be
-    missing_key: bool  # parts ends with a key the user did not give
-
-
-def _locate(annotation: Any, raw: Any, loc: tuple, error_type: str) -> _Spot:
-    """Walk pydantic's ``loc`` through the user's data and the expected types.
-
-    Elements of ``loc`` that are neither a key of the current mapping nor an
-    index of the current list are union tags pydantic inserted: they select a
-    union member but are not part of the key path. The last element of a
-    ``missing`` error is the missing key itself.
-    """
-    members = _members(annotation)
-    parents: list = []
-    parts: list[str | int] = []
-    here, present, missing_key = raw, True, False
-    for i, element in enumerate(loc):
-        last = i == len(loc) - 1
-        if present and isinstance(here, dict) and element in here:
-            parents = _pick_models(members, here)
-            members = _field_members(parents, element)
-            parts.append(_key(element))
-            here = here[element]
-        elif (
-            present
-            and isinstance(here, list)
-            and isinstance(element, int)
-            and 0 <= element < len(here)
-        ):
-            members = _item_members(members, element)
-            parts.append(element)
-            here = here[element]
-        elif last and error_type == "missing" and isinstance(element, str):
-            parents = _pick_models(members, here)
-            members = _field_members(parents, element)
-            parts.append(element)
-            present, missing_key = False, True
-        else:
-            members = _select(members, element)
-    value = here if present else _MISSING
-    return _Spot(tuple(parts), value, members, parents, missing_key)
-
-
-def _members(annotation: Any, metadata: tuple = ()) -> list[tuple[Any, tuple]]:
-    """The alternatives of a type, each with its constraints (Annotated metadata)."""
-    if get_origin(annotation) is Annotated:
-        base, *extra = get_args(annotation)
-        return _members(base, metadata + tuple(extra))
-    if get_origin(annotation) in (Union, types.UnionType):
-        found = [
-            member
-            for arg in get_args(annotation)
-            if arg is not type(None)
-            for member in _members(arg)
-        ]
-        return found or [(type(None), ())]
-    return [(annotation, metadata)]
-
-
-def _is_model(member: tuple[Any, tuple]) -> bool:
-    return isinstance(member[0], type) and issubclass(member[0], BaseModel)
-
-
-def _discriminators(models: list) -> list[dict[str, set]]:
-    """Per model, its values of the Literal fields all the models have (the tags)."""
-    literal_fields = [
-        {
-            name: set(get_args(field.annotation))
-            for name, field in model.model_fields.items()
-            if get_origin(field.annotation) is Literal
-        }
-        for model, _ in models
-    ]
-    common = set.intersection(*(set(fields) for fields in literal_fields))
-    return [{name: fields[name] for name in common} for fields in literal_fields]
-
-
-def _pick_models(members: list, mapping: Any) -> list:
-    """The model members of a union that the user's mapping selects."""
-    models = [m for m in members if _is_model(m)]
-    if len(models) < 2 or not isinstance(mapping, dict):
-        return models
-    chosen = [
-        model
-        for model, tags in zip(models, _discriminators(models))
-        if all(
-            mapping.get(name) in values
-            for name, values in tags.items()
-            if isinstance(mapping.get(name), str)
-        )
-    ]
-    return chosen or models
-
-
-def _select(members: list, tag: Any) -> list:
-    """The union members a pydantic tag names (a discriminator value or a Tag)."""
-    chosen = [m for m in members if any(getattr(x, "tag", None) == tag for x in m[1])]
-    models = [m for m in members if _is_model(m)]
-    if not chosen and len(models) > 1:
-        chosen = [
-            model
-            for model, tags in zip(models, _discriminators(models))
-            if any(tag in values for values in tags.values())
-        ]
-    return chosen or members
-
-
-def _field_members(models: list, key: Any) -> list:
-    """The alternatives of field ``key`` in any of the models."""
-    found = []
-    for model, _ in models:
-        field = model.model_fields.get(key)
-        if field is not None:
-            found += _members(field.annotation, tuple(field.metadata))
-    return found
-
-
-def _item_members(members: list, index: int) -> list:
-    """The alternatives of item ``index`` of the list or tuple members."""
-    found = []
-    for annotation, _ in members:
-        args = get_args(annotation)
-        origin = get_origin(annotation)
-        if (origin is list and args) or (origin is tuple and args[-1:] == (...,)):
-            found += _members(args[0])
-        elif origin is tuple and index < len(args):
-            found += _members(args[index])
-    return found
-
-
-_BOUNDS = {
-    "greater_than": (">", "gt"),
-    "greater_than_equal": (">=", "ge"),
-    "less_than": ("<", "lt"),
-    "less_than_equal": ("<=", "le"),
-}
-_TAG_NAMES = {"kind": "data kind", "type": "optimizer", "scheme": "init scheme"}
-# Errors that say a value has the wrong type or form: answered with what fits.
-_SHAPE_ERRORS = {
-    "literal_error",
-    "string_pattern_mismatch",
-    "int_from_float",
-    "model_attributes_type",
-    "finite_number",
-}
-
-
-def _message(error: dict, spot: _Spot, known: tuple[str, ...]) -> tuple[Parts, str]:
-    """The message for one error, and any key to add to its path."""
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind == "missing" and spot.missing_key:
-        return (), "required key missing"
-    if kind == "extra_forbidden":
-        choices = [*known, *(k for m, _ in spot.parents for k in m.model_fields)]
-        return (), "unknown key" + _suggest(
-            spot.parts[-1], list(dict.fromkeys(choices))
-        )
-    if kind == "invalid_key":
-        return (), f"keys must be strings, got {_show(error['input'])}"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        key = ctx.get("discriminator", "").strip("'")
-        extra = (key,) if isinstance(spot.value, dict) else ()
-        if kind == "union_tag_not_found":
-            return extra, "required key missing"
-        tag = spot.value.get(key) if extra else ctx.get("tag")
-        tags = [t.strip(" '") for t in ctx.get("expected_tags", "").split(",")]
-        return extra, _unknown(_TAG_NAMES.get(key, key), tag, tags)
-    if kind in _BOUNDS:
-        op, name = _BOUNDS[kind]
-        bound, got = ctx.get(name), _show(_value(error, spot))
-        ints = bool(spot.members) and all(t is int for t, _ in spot.members)
-        if op == ">" and bound == 0 and ints:
-            return (), f"must be a positive integer, got {got}"
-        return (), f"must be {op} {_show(_number(bound))}, got {got}"
-    if kind in ("too_short", "too_long") and not _fixed_tuple(spot.members):
-        n = ctx.get("min_length" if kind == "too_short" else "max_length")
-        limit = "at least" if kind == "too_short" else "at most"
-        return (
-            (),
-            f"must have {limit} {_plural(n, 'item')}, got {ctx.get('actual_length')}",
-        )
-    if kind in ("value_error", "assertion_error"):
-        return (), str(ctx.get("error", error["msg"]))
-    shape = kind in _SHAPE_ERRORS or kind.endswith(("_type", "_parsing"))
-    if (shape or kind in ("missing", "too_short", "too_long")) and spot.members:
-        return (), _must_be(spot, error)
-    return (), error["msg"]
-
-
-def _value(error: dict, spot: _Spot) -> Any:
-    """The offending value as the user wrote it (pydantic's input if not found)."""
-    return error.get("input") if spot.value is _MISSING else spot.value
-
-
-def _must_be(spot: _Spot, error: dict) -> str:
-    """``must be <what fits here>, got <value>``, with a did-you-mean for names."""
-    value = _value(error, spot)
-    names = [
-        v
-        for t, _ in spot.members
-        if get_origin(t) is Literal
-        for v in get_args(t)
-        if isinstance(v, str)
-    ]
-    hint = _did_you_mean(value, names) if names else ""
-    return f"must be {_describe(spot.members)}, got {_show(value)}{hint}"
-
-
-def _fixed_tuple(members: list) -> bool:
-    return any(
-        get_origin(t) is tuple and get_args(t)[-1:] != (...,) for t, _ in members
-    )
-
-
-# ------------------------------------------------------------------ words
-
-
-_PATTERNS = {
-    SPEC_NAME_PATTERN: "a lowercase identifier (a-z, then a-z, 0-9 or _; "
-    "at most 64 characters)",
-    LAYER_NAME_PATTERN: "an identifier (a letter or _, then letters, digits or _; "
-    "at most 64 characters)",
-}
-
-
-def _constraints(metadata: tuple) -> dict[str, Any]:
-    """gt, ge, lt, le, pattern, ... from Annotated metadata."""
-    found: dict[str, Any] = {}
-    for item in metadata:
-        for part in item.metadata if isinstance(item, FieldInfo) else [item]:
-            for name in ("gt", "ge", "lt", "le", "pattern"):
-                if getattr(part, name, None) is not None:
-                    found[name] = getattr(part, name)
-    return found
-
-
-def _describe(members: list, plural: bool = False) -> str:
-    """What a value must be, in words: ``a positive integer or 'full'``."""
-    phrases = list(dict.fromkeys(_describe_one(t, meta, plural) for t, meta in members))
-    if len(phrases) == 1:
-        return phrases[0]
-    return ", ".join(phrases[:-1]) + " or " + phrases[-1]
-
-
-def _describe_one(annotation: Any, metadata: tuple, plural: bool) -> str:
-    """One alternative in words; ``plural`` for the items of a list."""
-    limits = _constraints(metadata)
-    origin, args = get_origin(annotation), get_args(annotation)
-    if annotation is bool:
-        return "true or false"
-    if annotation in (int, float):
-        noun = "integer" if annotation is int else "number"
-        bounds = [
-            f"{op} {_show(_number(limits[key]))}"
-            for key, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
-            if key in limits
-        ]
-        if bounds == ["> 0"]:
-            noun, bounds = f"positive {noun}", []
-        text = f"{noun}s" if plural else ("an " if noun[0] in "aeiou" else "a ") + noun
-        return " ".join([text, " and ".join(bounds)]) if bounds else text
-    if annotation is str:
-        if "pattern" in limits:
-            return _PATTERNS.get(
-                limits["pattern"], f"a string matching {limits['pattern']}"
-            )
-        return "strings" if plural else "a string"
-    if origin is Literal:
-        shown = ", ".join(_show(v) for v in args)
-        if plural:
-            return f"values among {shown}"
-        return shown if len(args) == 1 else f"one of {shown}"
-    if origin in (list, tuple) and args:
-        items = _describe(_members(args[0]), plural=True)
-        if origin is tuple and args[-1] is not ...:
-            items = f"{len(args)} {items}"
-        return f"lists of {items}" if plural else f"a list of {items}"
-    if (isinstance(annotation, type) and issubclass(annotation, BaseModel)) or (
-        origin is dict or annotation is dict
-    ):
-        return "mappings" if plural else "a mapping"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _number(value: Any) -> Any:
-    """0.0 -> 0 in messages: bounds read as the user would write them."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A value as the user wrote it (YAML-ish), shortened when long."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif value is None:
-        text = "null"
-    elif isinstance(value, int):
-        text = str(value) if abs(value) < 10**50 else "a huge integer"
-    elif isinstance(value, float):
-        text = repr(value)
-    elif isinstance(value, (list, tuple)):
-        shown = [_show(v, limit) for v in value[:10]]
-        text = "[" + ", ".join(shown + (["..."] if len(value) > 10 else [])) + "]"
-    elif isinstance(value, dict):
-        shown = [
-            f"{_show(k, limit)}: {_show(v, limit)}" for k, v in list(value.items())[:10]
-        ]
-        text = "{" + ", ".join(shown + (["..."] if len(value) > 10 else [])) + "}"
-    else:
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _did_you_mean(value: Any, choices: list) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, ignoring case; else nothing."""
-    if isinstance(value, str):
-        folded = {str(c).lower(): str(c) for c in reversed(choices)}
-        close = difflib.get_close_matches(value.lower(), list(folded), n=1)
-        if close:
-            return f" (did you mean '{folded[close[0]]}'?)"
-    return ""
-
-
-def _suggest(value: Any, choices: list) -> str:
-    """A did-you-mean when one is close, else the list of choices."""
-    return _did_you_mean(value, choices) or f" (expected one of: {', '.join(choices)})"
-
-
-def _unknown(what: str, value: Any, choices) -> str:
-    return f"unknown {what} {_show(value)}" + _suggest(value, list(choices))
 
 
 # ------------------------------------------------------------------ files
@@ -1297,7 +918,7 @@ class _SpecLoader(yaml.SafeLoader):
             return int(text, 10)
         except ValueError:
             raise _Refused(
-                problem=f"not an integer: {_show(text)}", problem_mark=node.start_mark
+                problem=f"not an integer: {show(text)}", problem_mark=node.start_mark
             ) from None
 
     def construct_yaml_float(self, node):
@@ -1314,7 +935,7 @@ class _SpecLoader(yaml.SafeLoader):
             return float(text)
         except ValueError:
             raise _Refused(
-                problem=f"not a number: {_show(text)}", problem_mark=node.start_mark
+                problem=f"not a number: {show(text)}", problem_mark=node.start_mark
             ) from None
 
 

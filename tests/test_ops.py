@@ -67,7 +67,7 @@ class Case:
 
     def __init__(self, op_name, keys, in_features):
         self.op = LAYERS[op_name]
-        self.keys = self.op.Keys.model_validate(keys)
+        self.keys = self.op.Keys(**keys)
         self.in_features = in_features
         self.out = self.op.out_features(self.keys, in_features)
         rng = np.random.default_rng(0)
