@@ -191,6 +191,44 @@ def specs(draw) -> dict:
     }
 
 
+# Quantities that come out of the training loop: a difference of roundoff size
+# in one gradient can grow over the steps (Adam or RMSprop divide by √v + ε, and
+# a gradient near 0 makes that division sensitive), so they are compared against
+# the growth the network shows on its own, not only against the fixed tolerance.
+TRAINED = ("losses", "final")
+
+
+def roundoff_growth(folder: Path, nb, ref: dict, dtype: str, runs: int = 4) -> float:
+    """How far numpy_backprop drifts from its own dump, as a fraction of the
+    contract tolerance, when every gradient it computes is perturbed by one unit
+    in the last place: the spread that any two correct implementations, summing
+    in different orders, can show after training."""
+    backward, eps = nb.backward, float(np.finfo(dtype).eps)
+    worst = 0.0
+    try:
+        for seed in range(1, runs + 1):
+            rng = np.random.default_rng(seed)
+
+            def perturbed(*args, rng=rng):
+                grads = backward(*args)
+                return {
+                    k: (g * (1 + eps * rng.standard_normal(g.shape))).astype(g.dtype)
+                    for k, g in grads.items()
+                }
+
+            nb.backward = perturbed
+            path = folder / f"perturbed{seed}.npz"
+            nb.main(["--quiet", "--dump", str(path), "--epochs", "2"])
+            with np.load(path) as archive:
+                again = dict(archive)
+            dumps = {impl: again for impl in IMPLEMENTATIONS[1:]}
+            dumps["numpy_backprop"] = ref
+            worst = max([worst] + [r for q, _, _, r in compare(dumps, dtype) if q in TRAINED])
+    finally:
+        nb.backward = backward
+    return worst
+
+
 def run_all(folder: Path) -> tuple[dict[str, dict], object]:
     """Import each implementation in-process, run it for two epochs with --dump;
     return the dumps and the numpy_backprop module."""
@@ -259,9 +297,41 @@ def test_random_networks_agree_and_match_finite_differences(spec):
         assert np.isfinite(ref["losses"]).all()
         for impl in IMPLEMENTATIONS[1:]:
             assert sorted(dumps[impl]) == sorted(ref), impl
-        for quantity, impl, diff, ratio in compare(dumps, spec["dtype"]):
-            assert ratio <= 1, (
+        rows = compare(dumps, spec["dtype"])
+        growth = None
+        for quantity, impl, diff, ratio in rows:
+            if ratio <= 1:
+                continue
+            if quantity in TRAINED:
+                # exact parity is out of reach when the network itself turns
+                # roundoff into more than the tolerance; then the difference
+                # must stay within a few times that growth
+                if growth is None:
+                    growth = roundoff_growth(folder, nb, ref, spec["dtype"])
+                    note(f"roundoff growth: {growth:.3g} × the tolerance")
+                if ratio <= 4 * growth:
+                    continue
+            raise AssertionError(
                 f"{quantity} of {impl}: |diff| {diff:.3g} is {ratio:.3g} × the tolerance"
+                + (f" ({growth:.3g} × from roundoff alone)" if growth else "")
             )
         if spec["dtype"] == "float64":
             assert finite_difference_error(nb, spec) < 1e-6
+
+
+def test_roundoff_growth_explains_a_chaotic_rmsprop_run(tmp_path):
+    """A network hypothesis found: RMSprop, batch size 1, 32 steps. The
+    implementations agree on the first step's gradients to roundoff, yet the
+    trained parameters can differ by about twice the fixed tolerance, because
+    the network spreads one-ulp gradient noise that far on its own."""
+    spec = json.loads((Path(__file__).parent / "rmsprop_roundoff.json").read_text())
+    path = tmp_path / "rmsprop_roundoff.json"
+    path.write_text(json.dumps(spec))
+    folder = tmp_path / "out"
+    write_atomically(render(build(path)), folder)
+    dumps, nb = run_all(folder)
+    rows = compare(dumps, "float64")
+    assert max(r for q, _, _, r in rows if q == "grads0") < 1e-3
+    growth = roundoff_growth(folder, nb, dumps["numpy_backprop"], "float64")
+    assert 0.25 < growth < 100
+    assert max(r for q, _, _, r in rows if q in TRAINED) <= 4 * growth

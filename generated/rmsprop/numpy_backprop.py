@@ -108,7 +108,6 @@ def backward(params, cache, y):
 def init_optimizer(params):
     """The optimizer's state, as torch.optim.RMSprop keeps it."""
     return {
-        "step": 0,
         "square_avg": {name: np.zeros_like(p) for name, p in params.items()},
         "grad_avg": {name: np.zeros_like(p) for name, p in params.items()},
         "momentum_buffer": {name: np.zeros_like(p) for name, p in params.items()},
