@@ -510,22 +510,35 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--skip-compile", action="store_true", help="time the generated code only"
     )
+    ap.add_argument(
+        "--only",
+        choices=("xor", "regression", "wide", "compile"),
+        action="append",
+        help="run this case only (may be repeated; default: all)",
+    )
     args = ap.parse_args(argv)
     rep = args.repeats
+    cases = set(args.only or ("xor", "regression", "wide", "compile"))
+    if args.skip_compile:
+        cases.discard("compile")
 
     print(machine())
     print(f"load average at the start: {load()}")
     with tempfile.TemporaryDirectory(prefix="mlpgen-bench-") as tmp:
         specs, out = Path(tmp, "specs"), Path(tmp, "out")
         specs.mkdir()
-        targets = bench_xor(out, rep)
-        targets += bench_regression(specs, out, rep)
-        targets += bench_wide(specs, out, max(3, rep // 2))
-        if not args.skip_compile:
+        targets = []
+        if "xor" in cases:
+            targets += bench_xor(out, rep)
+        if "regression" in cases:
+            targets += bench_regression(specs, out, rep)
+        if "wide" in cases:
+            targets += bench_wide(specs, out, max(3, rep // 2))
+        if "compile" in cases:
             targets += bench_compile(specs, out, rep)
         # Last, as it changes malloc for the rest of the process: how much of
         # the wide network's time beyond the matmuls is page faults.
-        if keep_freed_memory():
+        if "wide" in cases and keep_freed_memory():
             note = ", malloc keeping freed memory"
             bench_wide(specs, out, max(3, rep // 2), note)
 

@@ -597,23 +597,21 @@ class Record:
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
+        # the bases' fields first; a field declared again keeps its place
         cls._fields = {}
         for base in reversed(cls.__mro__[1:]):
-            cls._fields.update(
-                getattr(base, "_fields", {})
-            )  # an override keeps its place
+            cls._fields.update(getattr(base, "_fields", {}))
         module = vars(sys.modules[cls.__module__])
         for name, hint in vars(cls).get("__annotations__", {}).items():
-            if isinstance(
-                hint, str
-            ):  # postponed: ``from __future__ import annotations``
-                hint = eval(
-                    hint, module, dict(vars(cls))
-                )  # as typing.get_type_hints does
+            if isinstance(hint, str):
+                # postponed (``from __future__ import annotations``): evaluated
+                # as typing.get_type_hints does
+                hint = eval(hint, module, dict(vars(cls)))
             if typing.get_origin(hint) is ClassVar:
                 continue
             default = vars(cls).get(name, _REQUIRED)
-            if isinstance(default, (list, dict, set)):  # shared by every record
+            if isinstance(default, (list, dict, set)):
+                # one object would be shared by every record
                 raise TypeError(
                     f"{cls.__name__}.{name}: a mutable default; use a tuple"
                 )
