@@ -179,8 +179,11 @@ def derive(net: Network) -> Program:
                     grad(layer.name),
                     total,
                     (
-                        f"{layer.name} feeds {users}: a tensor used several times gets the "
-                        "sum of the gradients of its uses (multivariable chain rule)",
+                        (
+                            f"{layer.name} feeds {users}: a tensor used several times "
+                            "gets the sum of the gradients of its uses "
+                            "(multivariable chain rule)"
+                        ),
                         _comment(grad(layer.name), total, shape),
                     ),
                     "fanout_sum",

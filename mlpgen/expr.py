@@ -63,7 +63,7 @@ class Expr:
         return Neg(self)
 
     @property
-    def T(self):  # noqa: N802 (mirrors numpy's .T)
+    def T(self):
         return call("T", self)
 
     def symbols(self) -> set[str]:
@@ -196,9 +196,13 @@ def mul(a: Expr, b: Expr) -> Expr:
     if isinstance(a, Const) and isinstance(b, Const):
         return Const(a.value * b.value)
     # scalar * (scalar * e) -> (scalar * scalar) * e, so constants meet and fold
-    if isinstance(a, Const) and isinstance(b, Bin) and b.op == "*":
-        if isinstance(b.a, Const):
-            return mul(Const(a.value * b.a.value), b.b)
+    if (
+        isinstance(a, Const)
+        and isinstance(b, Bin)
+        and b.op == "*"
+        and isinstance(b.a, Const)
+    ):
+        return mul(Const(a.value * b.a.value), b.b)
     return Bin("*", a, b)
 
 
@@ -451,8 +455,10 @@ NUMPY_HELPERS: dict[str, str] = {
     return a.sum() / a.size
 ''',
     "sigmoid": '''def sigmoid(z):
-    """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
-    return np.exp(-np.logaddexp(0.0, -z))
+    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it, so that it rounds
+    to exactly 1.0 where torch's does; where exp(−z) overflows, σ is 1/∞ = 0."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 ''',
     "softplus": '''def softplus(z):
     """log(1 + exp(z)) as logaddexp(0, z), never overflowing; z itself above 20, as torch."""

@@ -18,8 +18,9 @@ part of the entry), nothing else.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal, Union
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from .expr import Const, Expr, Sym, call
 from .schema import After, Range, Record, Tagged
@@ -70,7 +71,7 @@ class NormalInit(Keys):
 
 class XavierInit(Keys):
     scheme: Literal["xavier_uniform", "xavier_normal"]
-    gain: Union[Annotated[float, Range(gt=0)], Literal[GAIN_NAMES]] = 1.0
+    gain: Annotated[float, Range(gt=0)] | Literal[GAIN_NAMES] = 1.0
 
 
 class KaimingInit(Keys):
@@ -90,15 +91,7 @@ class ConstantInit(Keys):
 
 
 Init = Annotated[
-    Union[
-        TorchDefaultInit,
-        UniformInit,
-        NormalInit,
-        XavierInit,
-        KaimingInit,
-        ZerosInit,
-        ConstantInit,
-    ],
+    TorchDefaultInit | UniformInit | NormalInit | XavierInit | KaimingInit | ZerosInit | ConstantInit,
     Tagged("scheme", "init scheme", bare=True),  # a string is the scheme alone
 ]
 
@@ -294,9 +287,9 @@ elementwise(
 elementwise(
     "sigmoid",
     lambda c: call("sigmoid", c.x),
-    lambda c: c.g * c.y * (1 - c.y),
+    lambda c: c.g * (1 - c.y) * c.y,  # in torch's order: the same rounding
     "y = σ(x) = 1 / (1 + exp(−x))",
-    "σ′(x) = σ(x)·(1 − σ(x)) = y·(1 − y), from the saved output",
+    "σ′(x) = σ(x)·(1 − σ(x)) = (1 − y)·y, from the saved output",
     lambda a, ins, out: "nn.Sigmoid()",
 )
 elementwise(
@@ -564,6 +557,9 @@ class Loss:
     targets: Literal["float", "class"] = "float"
     # which predictions are right, in NumPy and torch, for metrics: [accuracy]
     correct: tuple[str, str] | None = None
+    # constants the derived gradient names (as Syms), defined at the top of the
+    # manual files: (NAME, code, why), the code valid in NumPy and torch files
+    constants: tuple[tuple[str, str, str], ...] = ()
 
 
 LOSSES: dict[str, Loss] = {}
@@ -700,6 +696,12 @@ LOSSES["nll"] = Loss(
 )
 
 
+# nn.BCELoss's backward divides by max((1 − p)·p, ε) with ε the float32 1e−12
+# (9.99999996e−13), whatever the dtype: where a sigmoid has saturated to
+# exactly 0 or 1, the gradient is 1/ε, and ε must be torch's to the last bit.
+BCE_EPS = Sym("BCE_EPS", "ε")
+
+
 class BceKeys(LossKeys):
     type: Literal["bce"]
     reduction: Reduction = "mean"
@@ -722,13 +724,21 @@ LOSSES["bce"] = Loss(
         c,
         (c.y - 1) * call("clamped_log1p", -c.out) - c.y * call("clamped_log", c.out),
     ),
+    # torch's backward: (p − y) / max((1 − p)·p, ε), then / numel(p) for mean
     grad=lambda c: _per_element(
-        c, (c.out - c.y) / call("clamp_min", c.out * (1 - c.out), 1e-12)
+        c, (c.out - c.y) / call("clamp_min", (1 - c.out) * c.out, BCE_EPS)
     ),
     formula="L = mean(−y·log p − (1 − y)·log(1 − p)), each log clamped at −100",
-    derivative="∂L/∂p = (p − y) / max(p·(1 − p), 1e-12) / numel(p)",
+    derivative="∂L/∂p = (p − y) / max((1 − p)·p, ε) / numel(p), ε = 1e−12 as a float32",
     module=lambda a: "nn.BCELoss()" if a.reduction == "mean" else f'nn.BCELoss(reduction="{a.reduction}")',
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
+    constants=(
+        (
+            "BCE_EPS",
+            "float(np.float32(1e-12))",
+            "torch's ε in ∂L/∂p: 1e-12 rounded to float32 (in a float64 network too)",
+        ),
+    ),
 )
 
 

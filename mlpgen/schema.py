@@ -52,8 +52,10 @@ __all__ = [
     "Choose",
     "Excluded",
     "Invalid",
+    "Location",
     "MinLength",
     "Pattern",
+    "Problem",
     "Range",
     "Record",
     "Tagged",
@@ -67,6 +69,7 @@ __all__ = [
     "validate",
 ]
 
+# A key path: dict keys as str, list indices as int.
 Location = tuple[str | int, ...]
 Problem = tuple[Location, str]
 

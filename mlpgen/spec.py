@@ -32,8 +32,10 @@ from .schema import (
     Choose,
     Excluded,
     Invalid,
+    Location,
     MinLength,
     Pattern,
+    Problem,
     Range,
     Record,
     Tagged,
@@ -78,9 +80,6 @@ __all__ = [
     "parse_spec",
 ]
 
-# A key path while checking: dict keys as str, list indices as int.
-Parts = tuple[str | int, ...]
-Problem = tuple[Parts, str]
 
 
 def _key(key: Any) -> str:
@@ -150,7 +149,7 @@ RESERVED = {
     "np", "torch", "nn", "F", "math", "argparse", "importlib", "pathlib",
     "DTYPE", "SEED", "EPOCHS", "BATCH_SIZE", "LOG_EVERY", "LR", "BETA1", "BETA2",
     "EPS", "ALPHA", "MOMENTUM", "DAMPENING", "WEIGHT_DECAY", "WEIGHT",
-    "CLASS_WEIGHT", "POS_WEIGHT", "Dropout",
+    "CLASS_WEIGHT", "POS_WEIGHT", "BCE_EPS", "Dropout",
     # functions
     "main", "train", "forward", "backward", "loss_fn", "load_data", "init_params",
     "report", "save_dump", "parse_args", "positive_int", "seed_int",
@@ -302,7 +301,7 @@ class _Section(Record):
         return []
 
 
-def _nested(prefix: Parts, model: _Section | None) -> list[Problem]:
+def _nested(prefix: Location, model: _Section | None) -> list[Problem]:
     """A nested model's cross-check problems, under ``prefix``."""
     if model is None:
         return []
@@ -666,7 +665,7 @@ def _check_train(raw: Any) -> tuple[Any, list[Problem]]:
 
 def _check_loss(raw: Any) -> tuple[Any, list[Problem]]:
     """Dispatch on ``type`` through ``ops.LOSSES``."""
-    where: Parts = ("loss",)
+    where: Location = ("loss",)
     if not isinstance(raw, dict):
         return None, [(where, f"must be a mapping with a type, got {show(raw)}")]
     if "type" not in raw:
@@ -678,7 +677,7 @@ def _check_loss(raw: Any) -> tuple[Any, list[Problem]]:
 
 
 def _check_model(raw: Any) -> tuple[Any, list[Problem]]:
-    where: Parts = ("model",)
+    where: Location = ("model",)
     if not isinstance(raw, dict):
         return None, [(where, f"must be a mapping, got {show(raw)}")]
     head, problems = _validate(_ModelHead, raw, where, known=("layers",))
@@ -694,7 +693,7 @@ def _check_model(raw: Any) -> tuple[Any, list[Problem]]:
 _LAYER_HEAD = ("name", "type", "inputs")
 
 
-def _check_layers(raw: Any, where: Parts) -> tuple[Any, list[Problem]]:
+def _check_layers(raw: Any, where: Location) -> tuple[Any, list[Problem]]:
     """Each layer: its type, name (or default name), inputs and op keys."""
     if not isinstance(raw, list):
         return None, [(where, f"must be a list of layers, got {show(raw)}")]
@@ -757,7 +756,7 @@ _SECTIONS = {
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _bad_scalars(value: Any, parts: Parts) -> list[Problem]:
+def _bad_scalars(value: Any, parts: Location) -> list[Problem]:
     """Values no key may hold: NaN, infinities, text that is not Unicode."""
     if isinstance(value, float) and not math.isfinite(value):
         return [(parts, f"must be a finite number, got {show(value)}")]
@@ -776,14 +775,14 @@ def _bad_scalars(value: Any, parts: Parts) -> list[Problem]:
 
 def _arrange(root: dict, problems: list[Problem]) -> list[tuple[str, str]]:
     """One problem per key path, in document order, paths formatted."""
-    first: dict[Parts, str] = {}
+    first: dict[Location, str] = {}
     for parts, message in problems:
         first.setdefault(parts, message)
     ordered = sorted(first, key=lambda parts: _position(root, parts))
     return [(_format_path(parts), first[parts]) for parts in ordered]
 
 
-def _position(root: Any, parts: Parts) -> list[int]:
+def _position(root: Any, parts: Location) -> list[int]:
     """Where a key path sits in the document; a missing key after its siblings."""
     position: list[int] = []
     here = root
@@ -806,7 +805,7 @@ def _position(root: Any, parts: Parts) -> list[int]:
 _PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]{1,60}")
 
 
-def _format_path(parts: Parts) -> str:
+def _format_path(parts: Location) -> str:
     """``("model", "layers", 2, "out")`` -> ``model.layers[2].out``.
 
     A key that could be misread (spaces, dots, quotes, control characters,
@@ -823,7 +822,7 @@ def _format_path(parts: Parts) -> str:
     return text
 
 
-def _path_parts(path: str) -> Parts:
+def _path_parts(path: str) -> Location:
     """The inverse of ``_format_path`` for plain keys: ``a.b[2]`` -> ``("a", "b", 2)``."""
     return tuple(
         int(index) if index else key
@@ -835,7 +834,7 @@ def _path_parts(path: str) -> Parts:
 
 
 def _validate(
-    annotation: Any, raw: Any, where: Parts, known: tuple[str, ...] = ()
+    annotation: Any, raw: Any, where: Location, known: tuple[str, ...] = ()
 ) -> tuple[Any, list[Problem]]:
     """Validate ``raw`` (found at ``where``) as ``annotation``, then cross-check it.
 
@@ -1021,7 +1020,7 @@ def _json_object(pairs: list) -> dict:
     return _Repeated(pairs, repeated) if repeated else dict(pairs)
 
 
-def _repeated_keys(value: Any, parts: Parts) -> list[Problem]:
+def _repeated_keys(value: Any, parts: Location) -> list[Problem]:
     """Where the JSON repeated a key, as key paths."""
     problems: list[Problem] = []
     if isinstance(value, _Repeated):

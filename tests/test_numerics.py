@@ -143,3 +143,56 @@ def test_saturated_network_is_finite_warning_free_and_agrees(case, tmp_path):
         assert ratio <= 1.0, (
             f"{quantity} of {impl}: off by {diff:.3g} ({ratio:.3g} × tolerance)"
         )
+
+
+def test_nearly_saturated_sigmoid_and_bce_follow_torch_to_the_bit(tmp_path):
+    """Between "saturated" and "exactly 0 or 1" the rounding is the result.
+
+    σ(37) is 1 − 8.5e−17: torch's 1/(1 + exp(−z)) rounds it to 1.0 (loss
+    −log 0 clamped to 100, gradient 0), a softplus form to 1 − 1.1e−16 (loss
+    36.7, gradient 1.1e−4). σ(30) is 1 − 9.4e−14, inside the band where BCELoss
+    divides by its ε instead of p·(1 − p), and torch's ε is 1e−12 rounded to
+    float32. Found by the property test, where one such step sent an RMSprop
+    run 1.7e10 × the tolerance away from torch.
+    """
+    spec = {
+        "name": "nearly_saturated",
+        "data": {
+            "kind": "inline",
+            "x": [[37.0], [30.0], [-30.0], [0.5]],
+            "y": [[0.0], [0.0], [1.0], [1.0]],
+        },
+        "model": {
+            "layers": [
+                {
+                    "name": "fc",
+                    "type": "linear",
+                    "out": 1,
+                    "bias": False,
+                    "init": {"scheme": "constant", "value": 1.0},
+                },
+                {"name": "prob", "type": "sigmoid"},
+            ]
+        },
+        "loss": {"type": "bce", "reduction": "sum"},
+        "train": {"optimizer": {"type": "sgd", "lr": 1e-9}, "epochs": 1},
+    }
+    folder = compile_spec(write(tmp_path, spec), tmp_path / "out")
+    dumps = {
+        impl: _run(folder, impl, tmp_path / f"{impl}.npz", f"nearly_{impl}")
+        for impl in IMPLEMENTATIONS
+    }
+    ref, torch_module = dumps["numpy_backprop"], dumps["torch_module"]
+    assert ref["out0"][0, 0] == torch_module["out0"][0, 0] == 1.0
+    assert 0 < 1 - ref["out0"][1, 0] < 1e-13
+    # 100 (row 1: log 0 clamped) + −log(1 − σ(30)) + −log σ(−30), each ≈ 30
+    # (1 − σ(30) is 843 ulps of 1.0: its log is good to about 1e−3),
+    # + −log σ(0.5) = 0.474
+    assert ref["losses"][0] == pytest.approx(160.474, abs=2e-3)
+    for impl in IMPLEMENTATIONS[1:]:
+        assert dumps[impl]["losses"][0] == ref["losses"][0], impl
+        # ∂L/∂W = Σ (p − y)·x over the rows, with 1/ε in place of 1/(p·(1 − p)):
+        # torch's ε, not 1e−12, or it is off by 4e−9 relative
+        np.testing.assert_allclose(
+            dumps[impl]["grads0/fc.weight"], ref["grads0/fc.weight"], rtol=1e-14
+        )

@@ -65,8 +65,10 @@ def mean(a):
 
 
 def sigmoid(z):
-    """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
-    return np.exp(-np.logaddexp(0.0, -z))
+    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it, so that it rounds
+    to exactly 1.0 where torch's does; where exp(−z) overflows, σ is 1/∞ = 0."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def forward(params, x):

@@ -20,6 +20,8 @@ BATCH_SIZE = 20
 LOG_EVERY = 30
 LR = 0.5
 MOMENTUM = 0.9
+# torch's ε in ∂L/∂p: 1e-12 rounded to float32 (in a float64 network too)
+BCE_EPS = float(np.float32(1e-12))
 
 
 def load_data(seed=SEED):
@@ -63,8 +65,10 @@ def mean(a):
 
 
 def sigmoid(z):
-    """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
-    return np.exp(-np.logaddexp(0.0, -z))
+    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it, so that it rounds
+    to exactly 1.0 where torch's does; where exp(−z) overflows, σ is 1/∞ = 0."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def clamped_log(z):
@@ -104,11 +108,11 @@ def backward(params, cache, y):
     x, act, prob = cache["x"], cache["act"], cache["prob"]
     grads = {}
     # Grad of: L = mean((y − 1) ⊙ max(log(1 + −prob), −100) − y ⊙ max(log(prob), −100))
-    # ∂L/∂prob = (prob − y)/max(prob ⊙ (1 − prob), 1e−12)/N    (N, 1)
-    d_prob = (prob - y) / np.maximum(prob * (1 - prob), 1e-12) / len(prob)
+    # ∂L/∂prob = (prob − y)/max((1 − prob) ⊙ prob, ε)/N    (N, 1)
+    d_prob = (prob - y) / np.maximum((1 - prob) * prob, BCE_EPS) / len(prob)
     # Grad of: prob = σ(fc_out)
-    # ∂L/∂fc_out = ∂L/∂prob ⊙ prob ⊙ (1 − prob)    (N, 1)
-    d_fc_out = d_prob * prob * (1 - prob)
+    # ∂L/∂fc_out = ∂L/∂prob ⊙ (1 − prob) ⊙ prob    (N, 1)
+    d_fc_out = d_prob * (1 - prob) * prob
     # Grad of: fc_out = act @ fc_out.weightᵀ + fc_out.bias
     # ∂L/∂fc_out.weight = (∂L/∂fc_out)ᵀ @ act    (1, 16)
     grads["fc_out.weight"] = d_fc_out.T @ act
@@ -117,8 +121,8 @@ def backward(params, cache, y):
     # ∂L/∂act = ∂L/∂fc_out @ fc_out.weight    (N, 16)
     d_act = d_fc_out @ params["fc_out.weight"]
     # Grad of: act = σ(hidden)
-    # ∂L/∂hidden = ∂L/∂act ⊙ act ⊙ (1 − act)    (N, 16)
-    d_hidden = d_act * act * (1 - act)
+    # ∂L/∂hidden = ∂L/∂act ⊙ (1 − act) ⊙ act    (N, 16)
+    d_hidden = d_act * (1 - act) * act
     # Grad of: hidden = x @ hidden.weightᵀ + hidden.bias
     # ∂L/∂hidden.weight = (∂L/∂hidden)ᵀ @ x    (16, 2)
     grads["hidden.weight"] = d_hidden.T @ x

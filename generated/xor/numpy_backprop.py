@@ -49,8 +49,10 @@ def mean(a):
 
 
 def sigmoid(z):
-    """σ(z) = 1 / (1 + exp(−z)), computed as exp(−softplus(−z)): never overflows."""
-    return np.exp(-np.logaddexp(0.0, -z))
+    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it, so that it rounds
+    to exactly 1.0 where torch's does; where exp(−z) overflows, σ is 1/∞ = 0."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def forward(params, x):
@@ -81,16 +83,16 @@ def backward(params, cache, y):
     # ∂L/∂act2 = 2/N · (act2 − y)    (N, 1)
     d_act2 = 2.0 / len(act2) * (act2 - y)
     # Grad of: act2 = σ(fc2)
-    # ∂L/∂fc2 = ∂L/∂act2 ⊙ act2 ⊙ (1 − act2)    (N, 1)
-    d_fc2 = d_act2 * act2 * (1 - act2)
+    # ∂L/∂fc2 = ∂L/∂act2 ⊙ (1 − act2) ⊙ act2    (N, 1)
+    d_fc2 = d_act2 * (1 - act2) * act2
     # Grad of: fc2 = act1 @ fc2.weightᵀ
     # ∂L/∂fc2.weight = (∂L/∂fc2)ᵀ @ act1    (1, 5)
     grads["fc2.weight"] = d_fc2.T @ act1
     # ∂L/∂act1 = ∂L/∂fc2 @ fc2.weight    (N, 5)
     d_act1 = d_fc2 @ params["fc2.weight"]
     # Grad of: act1 = σ(fc1)
-    # ∂L/∂fc1 = ∂L/∂act1 ⊙ act1 ⊙ (1 − act1)    (N, 5)
-    d_fc1 = d_act1 * act1 * (1 - act1)
+    # ∂L/∂fc1 = ∂L/∂act1 ⊙ (1 − act1) ⊙ act1    (N, 5)
+    d_fc1 = d_act1 * (1 - act1) * act1
     # Grad of: fc1 = x @ fc1.weightᵀ
     # ∂L/∂fc1.weight = (∂L/∂fc1)ᵀ @ x    (5, 2)
     grads["fc1.weight"] = d_fc1.T @ x
