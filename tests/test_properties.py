@@ -282,6 +282,11 @@ def finite_difference_error(nb, spec: dict) -> float:
     return float(np.linalg.norm(numeric - derived) / scale)
 
 
+def diverged(losses: np.ndarray) -> bool:
+    """Training blew up: a loss is inf or NaN, or on its way there (> 1e100)."""
+    return not np.isfinite(losses).all() or np.abs(losses).max() > 1e100
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(specs())
 def test_random_networks_agree_and_match_finite_differences(spec):
@@ -294,7 +299,13 @@ def test_random_networks_agree_and_match_finite_differences(spec):
         write_atomically(render(prog), folder)
         dumps, nb = run_all(folder)
         ref = dumps["numpy_backprop"]
-        assert np.isfinite(ref["losses"]).all()
+        if diverged(ref["losses"]):
+            # the drawn learning rate and momentum blow this network up (a
+            # chain of 1-unit linear layers with momentum 0.9 does): then the
+            # other two must blow up as well, and there is nothing to compare
+            for impl in IMPLEMENTATIONS[1:]:
+                assert diverged(dumps[impl]["losses"]), impl
+            return
         for impl in IMPLEMENTATIONS[1:]:
             assert sorted(dumps[impl]) == sorted(ref), impl
         rows = compare(dumps, spec["dtype"])
