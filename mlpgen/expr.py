@@ -454,11 +454,11 @@ NUMPY_HELPERS: dict[str, str] = {
     which spends a few µs more per call (a tenth of a small network's step)."""
     return a.sum() / a.size
 ''',
-    "sigmoid": '''def sigmoid(z):
-    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it, so that it rounds
-    to exactly 1.0 where torch's does; where exp(−z) overflows, σ is 1/∞ = 0."""
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
+    "sigmoid": '''@np.errstate(over="ignore")  # where exp(−z) overflows to ∞, σ is 1/∞ = 0
+def sigmoid(z):
+    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it: it rounds to
+    exactly 1.0 where torch's does, which the clamps of a loss can tell apart."""
+    return 1.0 / (1.0 + np.exp(-z))
 ''',
     "softplus": '''def softplus(z):
     """log(1 + exp(z)) as logaddexp(0, z), never overflowing; z itself above 20, as torch."""

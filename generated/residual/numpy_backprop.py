@@ -64,11 +64,11 @@ def mean(a):
     return a.sum() / a.size
 
 
+@np.errstate(over="ignore")  # where exp(−z) overflows to ∞, σ is 1/∞ = 0
 def sigmoid(z):
-    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it, so that it rounds
-    to exactly 1.0 where torch's does; where exp(−z) overflows, σ is 1/∞ = 0."""
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
+    """σ(z) = 1 / (1 + exp(−z)), evaluated as torch evaluates it: it rounds to
+    exactly 1.0 where torch's does, which the clamps of a loss can tell apart."""
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def forward(params, x):
