@@ -269,7 +269,7 @@ def context(prog: Program) -> dict:
         "log_every": log_every,
         "opt": _optimizer(spec),
         "class_weight": repr([float(w) for w in weight]) if weight is not None else None,
-        "loss_constants": loss.constants,
+        "loss_constants": [(sym.code, code, why) for sym, code, why in loss.constants],
         "data": data,
         "split": split,
         "standardize": d.standardize,

@@ -91,7 +91,13 @@ class ConstantInit(Keys):
 
 
 Init = Annotated[
-    TorchDefaultInit | UniformInit | NormalInit | XavierInit | KaimingInit | ZerosInit | ConstantInit,
+    TorchDefaultInit
+    | UniformInit
+    | NormalInit
+    | XavierInit
+    | KaimingInit
+    | ZerosInit
+    | ConstantInit,
     Tagged("scheme", "init scheme", bare=True),  # a string is the scheme alone
 ]
 
@@ -557,9 +563,9 @@ class Loss:
     targets: Literal["float", "class"] = "float"
     # which predictions are right, in NumPy and torch, for metrics: [accuracy]
     correct: tuple[str, str] | None = None
-    # constants the derived gradient names (as Syms), defined at the top of the
-    # manual files: (NAME, code, why), the code valid in NumPy and torch files
-    constants: tuple[tuple[str, str, str], ...] = ()
+    # constants the derived gradient reads, defined at the top of the manual
+    # files: (the Sym, its value as code valid in NumPy and torch files, why)
+    constants: tuple[tuple[Sym, str, str], ...] = ()
 
 
 LOSSES: dict[str, Loss] = {}
@@ -734,7 +740,7 @@ LOSSES["bce"] = Loss(
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
     constants=(
         (
-            "BCE_EPS",
+            BCE_EPS,
             "float(np.float32(1e-12))",
             "torch's ε in ∂L/∂p: 1e-12 rounded to float32 (in a float64 network too)",
         ),

@@ -355,6 +355,8 @@ def _forward_values(prog: Program) -> dict[str, tuple[Html, str]]:
     if constant is not None:
         weight, text = constant
         values[weight.code] = (text, VALUE_FILL)
+    for sym, _, why in LOSSES[net.spec.loss.type].constants:
+        values[sym.code] = (label(bold(math_text(sym)), small(why)), VALUE_FILL)
     return values
 
 

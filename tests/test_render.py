@@ -15,6 +15,7 @@ from mlpgen import cli, render
 from mlpgen.autodiff import loss_ctx, value
 from mlpgen.compiler import build, compile_spec
 from mlpgen.expr import Const, Sym, math_text, numpy_code
+from mlpgen.ops import LOSSES
 
 from .conftest import ROOT, SPECS
 
@@ -117,9 +118,11 @@ def check_svgs(prog, folder):
         if line.kind == "fanout_sum":
             parts = {p.target.code for p in prog.backward if p.kind == "fanout_part"}
             assert len(incoming[line.target.code] & parts) >= 2, line.target.code
-    # the forward values and parameters the rules reuse are drawn, with dashed edges
+    # the forward values, parameters and loss constants (bce's ε) the rules
+    # reuse are drawn, with dashed edges
+    constants = [sym.code for sym, _, _ in LOSSES[net.spec.loss.type].constants]
     for line in prog.backward:
-        for name in ["x", *names, *(f'params["{p}"]' for p in params)]:
+        for name in ["x", *names, *(f'params["{p}"]' for p in params), *constants]:
             if name in line.expr.symbols():
                 assert (name, line.target.code) in edges, (name, line.target.code)
 
