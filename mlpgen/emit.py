@@ -20,7 +20,7 @@ from .ops import LOSSES
 from .spec import class_name
 from .text import comment, docstring, markdown, shell_word, table_cell
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 PY_FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py")
 
 
