@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from .expr import Const, Expr, Sym, call
@@ -146,9 +146,37 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
 # ----------------------------------------------------------------------- the table
 
 
+@dataclass(frozen=True)
+class Local:
+    """One line a rule adds before its result: an intermediate (``let``) or, in
+    training mode, the update of a buffer (``update``)."""
+
+    target: Sym
+    expr: Expr
+    shape: tuple  # e.g. ("N", 5) or (5,)
+    note: str  # what it is, in words (may be empty)
+    kind: str  # "let" | "update"
+    name: str  # the intermediate's name within its layer ("mean"), or the buffer's
+
+
+def local_sym(layer: str, name: str, math: str | None = None) -> Sym:
+    """The symbol of intermediate ``name`` of ``layer``, before autodiff names it
+    in the file (``bn1_mean``; in formulas ``bn1.μ``)."""
+    return Sym(f"{layer}_{name}", math or f"{layer}.{name}")
+
+
 @dataclass
 class Ctx:
-    """What a rule sees: the symbols of one layer in the generated code."""
+    """What a rule sees: the symbols of one layer in the generated code.
+
+    A rule that needs more than one line names its pieces with ``let`` (the
+    batch mean, x̂, …): each becomes a line of its own, with its formula above
+    it, and the rule goes on with the returned symbol. A forward rule reads
+    ``training`` (the two forward passes, training and evaluation) and
+    ``update``s its buffers (layer state that is not a parameter) in training
+    mode. A backward rule reads the forward pass's intermediates with
+    ``local(name)``.
+    """
 
     xs: list[Expr]
     y: Expr
@@ -157,10 +185,38 @@ class Ctx:
     a: Any
     in_features: list[int]
     out_features: int
+    b: dict[str, Expr] = field(default_factory=dict)  # the layer's buffers
+    training: bool = True
+    layer: str = "layer"  # the layer's name, as the spec names it
+    lines: list[Local] = field(default_factory=list)  # what let and update added
+    # the symbol of an intermediate: (name, math) -> Sym; autodiff gives the
+    # file's names, the default serves tests that evaluate one rule alone
+    name_local: Callable[[str, str | None], Sym] | None = None
+    tokens: int | None = None  # T, when the layer reads token indices (N, T)
 
     @property
     def x(self) -> Expr:
         return self.xs[0]
+
+    def local(self, name: str, math: str | None = None) -> Sym:
+        """The symbol of this layer's intermediate ``name`` (made by ``let``,
+        here or in the forward pass)."""
+        if self.name_local is not None:
+            return self.name_local(name, math)
+        return local_sym(self.layer, name, math)
+
+    def let(
+        self, name: str, expr: Expr, shape: tuple, note: str = "", math: str | None = None
+    ) -> Sym:
+        """A named intermediate: ``<layer>_<name> = expr`` on a line of its own."""
+        sym = self.local(name, math)
+        if not any(line.target == sym for line in self.lines):
+            self.lines.append(Local(sym, expr, shape, note, "let", name))
+        return sym
+
+    def update(self, buffer: str, expr: Expr, note: str = "") -> None:
+        """Training mode only: ``buffer ← expr`` (running statistics and the like)."""
+        self.lines.append(Local(self.b[buffer], expr, (), note, "update", buffer))
 
 
 @dataclass(frozen=True)
@@ -171,16 +227,32 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """Layer state that is not a parameter: kept in ``state_dict()``, changed by
+    the forward pass in training mode, never by the optimizer."""
+
+    name: str  # "running_mean", …
+    shape: tuple[int, ...]
+    value: float  # the initial value of every element
+    dtype: Literal["float", "int64"] = "float"
+
+
+@dataclass(frozen=True)
 class Op:
     """One layer type.
 
-    forward(ctx) -> Expr            the layer's value
+    forward(ctx) -> Expr            the layer's value (``ctx.training`` says
+                                    which pass; ``ctx.let``/``ctx.update`` add lines)
     vjp(ctx) -> list[Expr | None]   ∂L/∂(each input), given g = ∂L/∂y
     param_grads(ctx) -> {name: Expr}
     out_features(a, in_features) -> int, or a message string for a shape error
     params(a, in_features, out) -> [Param]
-    module(a, in_features, out) -> nn constructor code, or None for ops written inline
-    module_call(attr, inputs, a) -> code for the nn.Module forward
+    buffers(a, in_features, out) -> [Buffer]
+    module(a, in_features, out) -> the nn constructor code of the layer's
+        submodule in torch_module.py ("{cls}" stands for the class that
+        ``module_class`` defines, when the layer needs one of its own)
+    module_class(a, cls) -> the source of that class (a small nn.Module), or None
+    class_name(layer) -> the name that class would like
     formula / derivative: readable text for comments, READMEs and diagrams
     """
 
@@ -190,15 +262,16 @@ class Op:
     vjp: Callable[[Ctx], list]
     formula: str
     derivative: str
-    module: Callable[..., str | None]
-    module_call: Callable[[str, list[str], Any], str] = (
-        lambda attr, xs, a: f"self.{attr}({xs[0]})"
-    )
+    module: Callable[..., str]
     out_features: Callable[..., int | str] = lambda a, ins: ins[0]
     params: Callable[..., list[Param]] = lambda a, ins, out: []
+    buffers: Callable[..., list[Buffer]] = lambda a, ins, out: []
     param_grads: Callable[[Ctx], dict] = lambda c: {}
+    module_class: Callable[[Any, str], str] | None = None
+    class_name: Callable[[str], str] = lambda layer: ""
     arity: tuple[int, int | None] = (1, 1)  # min, max number of inputs
     elementwise: bool = True
+    reads_tokens: bool = False  # may read integer token inputs
 
 
 LAYERS: dict[str, Op] = {}
@@ -433,16 +506,28 @@ class DropoutKeys(Keys):
 
 
 def mask(layer_name: str) -> Sym:
-    """The dropout mask of one training step, drawn before the forward pass."""
-    return Sym(f'masks["{layer_name}"]', f"mask_{layer_name}")
+    """The dropout mask of one training step, drawn in the forward pass."""
+    return local_sym(layer_name, "mask")
+
+
+def _dropout_forward(c: Ctx) -> Expr:
+    if not c.training:
+        return c.x  # evaluation: dropout is off
+    m = c.let(
+        "mask",
+        call("dropout_mask", c.x, Const(c.a.p)),
+        ("N", c.out_features),
+        "keep where u ≥ p, u drawn from the dropout stream, and scale by 1/(1 − p)",
+    )
+    return c.x * m
 
 
 register(
     Op(
         name="dropout",
         Keys=DropoutKeys,
-        forward=lambda c: call("dropout", c.x, mask(c.y.code)),
-        vjp=lambda c: [c.g * mask(c.y.code)],
+        forward=_dropout_forward,
+        vjp=lambda c: [c.g * c.local("mask")],
         formula="y = x ⊙ mask, mask = [u ≥ p]/(1 − p) in training; y = x in evaluation",
         derivative="∂L/∂x = g ⊙ mask (the same mask)",
         module=lambda a, ins, out: f"Dropout({a.p!r}, dropout_rng)",
@@ -456,6 +541,17 @@ def _same_features(a, ins: list[int]) -> int | str:
     return ins[0]
 
 
+ADD_CLASS = '''class {cls}(nn.Module):
+    """x₁ + x₂ + …: a sum of layers (a skip connection) as a module, so that a
+    forward hook can record its output like any other layer's."""
+
+    def forward(self, *xs):
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x
+        return total
+'''
+
 register(
     Op(
         name="add",
@@ -464,8 +560,9 @@ register(
         vjp=lambda c: [c.g for _ in c.xs],
         formula="y = x₁ + x₂ + …",
         derivative="∂L/∂xᵢ = g for every input",
-        module=lambda a, ins, out: None,
-        module_call=lambda attr, xs, a: " + ".join(xs),
+        module=lambda a, ins, out: "{cls}()",
+        module_class=lambda a, cls: ADD_CLASS.format(cls=cls),
+        class_name=lambda layer: "Add",
         out_features=_same_features,
         arity=(2, None),
         elementwise=False,
@@ -488,6 +585,14 @@ def _concat_vjp(c: Ctx) -> list[Expr]:
     return grads
 
 
+CONCAT_CLASS = '''class {cls}(nn.Module):
+    """torch.cat(xs, dim=1): layers side by side along the feature axis, as a
+    module, so that a forward hook can record its output like any other layer's."""
+
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+'''
+
 register(
     Op(
         name="concat",
@@ -496,8 +601,9 @@ register(
         vjp=_concat_vjp,
         formula="y = [x₁, x₂, …] along the feature axis",
         derivative="∂L/∂xᵢ = g[:, the columns of xᵢ]",
-        module=lambda a, ins, out: None,
-        module_call=lambda attr, xs, a: f"torch.cat([{', '.join(xs)}], dim=1)",
+        module=lambda a, ins, out: "{cls}()",
+        module_class=lambda a, cls: CONCAT_CLASS.format(cls=cls),
+        class_name=lambda layer: "Concat",
         out_features=lambda a, ins: sum(ins),
         arity=(2, None),
         elementwise=False,
@@ -522,6 +628,27 @@ def _cas():
     return cas
 
 
+def _activation_class(a, cls: str) -> str:
+    from .expr import math_text
+
+    cas = _cas()
+    formula = math_text(cas.forward_ir(a.expr, Sym("x")))
+    return (
+        f"class {cls}(nn.Module):\n"
+        f'    """f(x) = {formula}, element by element: the spec\'s custom activation,\n'
+        "    written with torch operations so that autograd differentiates it (and\n"
+        '    so checks the derivative mlpgen derived)."""\n'
+        "\n"
+        "    def forward(self, x):\n"
+        f"        return {cas.torch_forward(a.expr, Sym('x'))}\n"
+    )
+
+
+def camel(name: str) -> str:
+    """``act_1`` -> ``Act1``: a layer's name as a class name."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_")) or "Layer"
+
+
 register(
     Op(
         name="activation",
@@ -530,9 +657,9 @@ register(
         vjp=lambda c: [_cas().vjp_ir(c.a.expr, c.x, c.y, c.g)],
         formula="y = f(x), the spec's expression in x, element by element",
         derivative="∂L/∂x = g ⊙ f′(x), f′ derived symbolically (sympy) from the expression",
-        # inline torch operations, so that autograd checks the derived f′
-        module=lambda a, ins, out: None,
-        module_call=lambda attr, xs, a: _cas().torch_forward(a.expr, Sym(xs[0])),
+        module=lambda a, ins, out: "{cls}()",
+        module_class=_activation_class,
+        class_name=camel,
     )
 )
 
