@@ -24,15 +24,40 @@ def _specs_or_exit(paths, action) -> int:
 
 def cmd_compile(args) -> int:
     from .compiler import build, output_folder, render, write_atomically
+    from .teach import NotebookFailed, Teaching, check
+
+    teaching = Teaching(args.exercise, args.ladder, args.notebook)
+    if teaching.notebook:
+        from .notebook import missing_packages
+
+        missing = missing_packages()
+        if missing:
+            print(
+                f"error: --notebook needs {', '.join(missing)}: "
+                "pip install 'mlpgen[notebook]'",
+                file=sys.stderr,
+            )
+            return 2
 
     # Validate every spec first, so a bad one writes nothing at all.
     progs = []
-    status = _specs_or_exit(args.specs, lambda p: progs.append(build(p)))
+
+    def validate(path):
+        prog = build(path)
+        check(prog, teaching)
+        progs.append(prog)
+
+    status = _specs_or_exit(args.specs, validate)
     if status:
         return status
     for prog in progs:
         folder = output_folder(args.output, prog.net.spec.name)
-        files = render(prog)
+        try:
+            files = render(prog, teaching)
+        except NotebookFailed as e:
+            print(f"error: {prog.net.spec.source}: {e}", file=sys.stderr)
+            status = 1
+            continue
         if args.plot:
             from .crosstest import ScriptFailed, loss_figure
 
@@ -145,6 +170,27 @@ def parser() -> argparse.ArgumentParser:
         help="also run the three implementations and draw their loss curves into "
         "NAME/loss.png for the learning page (needs torch and matplotlib)",
     )
+    c.add_argument(
+        "--exercise",
+        nargs="?",
+        const="guided",
+        choices=("guided", "hard"),
+        metavar="hard",
+        help="also write exercise.py (numpy_backprop.py with backward() left blank, "
+        "each line's formula kept) and grade.py (grades it line by line); "
+        "--exercise=hard keeps only each line's shape",
+    )
+    c.add_argument(
+        "--ladder",
+        action="store_true",
+        help="also write torch_autograd.py, torch_nn.py and torch_optim.py, the rungs "
+        "between torch_manual.py and torch_module.py, and show them on the learning page",
+    )
+    c.add_argument(
+        "--notebook",
+        action="store_true",
+        help="also write numpy_backprop.ipynb, executed (needs mlpgen[notebook])",
+    )
     c.set_defaults(func=cmd_compile)
     k = sub.add_parser("check", help="validate and print the layer table")
     k.add_argument("specs", nargs="+", metavar="SPEC")
@@ -171,6 +217,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # a bare --exercise takes no level: spelled out, so that it never takes the
+    # spec after it for one (--exercise=hard names the other level)
+    end = argv.index("--") if "--" in argv else len(argv)
+    argv = [
+        "--exercise=guided" if i < end and a == "--exercise" else a
+        for i, a in enumerate(argv)
+    ]
     args = parser().parse_args(argv)
     return args.func(args)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import autodiff, graph
 from .spec import SPEC_NAME_PATTERN
+from .teach import Teaching
 
 FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py", "README.md")
 
@@ -27,35 +28,47 @@ def ruff_bin() -> str:
     return os.fsdecode(find_ruff_bin())
 
 
-def render(prog: autodiff.Program) -> dict[str, str | bytes]:
+def render(
+    prog: autodiff.Program, teaching: Teaching = Teaching()
+) -> dict[str, str | bytes]:
     """The generated files' text, formatted with ruff and parsed back as a check,
     the diagrams (DOT, and SVG when Graphviz is installed), and the bytes of the
-    spec's data file when it has one (the scripts read that copy)."""
+    spec's data file when it has one (the scripts read that copy); with
+    ``teaching``, the teaching files too (``teach.py``). SpecError for what the
+    teaching files cannot take."""
+    from . import teach
     from .emit import context, environment
     from .render import Drawing, readme_context
 
+    teach.check(prog, teaching)
     # dot draws the SVGs in the background while the templates render and ruff formats
     drawing = Drawing(prog)
     try:
         env = environment()
-        ctx = {**context(prog), **readme_context(prog)}
-        files = {name: env.get_template(name + ".j2").render(ctx) for name in FILES}
+        ctx = {**context(prog), **readme_context(prog), **teach.context(prog, teaching)}
+        python = [name for name in FILES + teaching.templates() if name.endswith(".py")]
+        files = {name: env.get_template(name + ".j2").render(ctx) for name in python}
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
-            for name in FILES:
-                if name.endswith(".py"):
-                    Path(tmp, name).write_text(files[name], encoding="utf-8")
+            for name in python:
+                Path(tmp, name).write_text(files[name], encoding="utf-8")
             ruff = [ruff_bin(), "format", "--isolated", "--quiet", "--line-length", "88"]
             subprocess.run([*ruff, tmp], check=True)
-            for name in FILES:
-                if name.endswith(".py"):
-                    files[name] = Path(tmp, name).read_text(encoding="utf-8")
-                    ast.parse(files[name], filename=name)
+            for name in python:
+                files[name] = Path(tmp, name).read_text(encoding="utf-8")
+                ast.parse(files[name], filename=name)
+        if teaching.ladder:
+            ctx["ladder_steps"] = teach.ladder_steps(files)
+        files["README.md"] = env.get_template("README.md.j2").render(ctx)
     finally:
         diagrams = drawing.files()  # waits for dot, and cleans up after it
     files.update(diagrams)
     data_file = prog.net.data.file
     if data_file is not None:
         files[data_file.name] = data_file.content
+    if teaching.notebook:
+        from .notebook import notebook
+
+        files[teach.NOTEBOOK] = notebook(prog, files, ctx)
     return files
 
 
@@ -117,9 +130,11 @@ def _umask() -> int:
     return mask
 
 
-def compile_spec(path, root: Path | str = "generated") -> Path:
+def compile_spec(
+    path, root: Path | str = "generated", teaching: Teaching = Teaching()
+) -> Path:
     prog = build(path)
-    files = render(prog)
+    files = render(prog, teaching)
     folder = output_folder(root, prog.net.spec.name)
     write_atomically(files, folder)
     return folder
