@@ -15,7 +15,9 @@ the tree's evaluation order, which matters for floating-point parity.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cache
 
 # Precedence levels (Python's): higher binds tighter.
 ADD, MUL, NEG, POW, ATOM = 1, 2, 3, 4, 5
@@ -368,10 +370,11 @@ SUPERSCRIPTS = dict(zip(range(10), "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 class Printer:
-    """Prints an expression in one language: ``numpy``, ``torch`` or ``math``."""
+    """Prints an expression in one language: ``numpy``, ``torch``, ``math``
+    (unicode text) or ``latex`` (the math, typeset: notebooks)."""
 
     def __init__(self, lang: str):
-        if lang not in ("numpy", "torch", "math"):
+        if lang not in ("numpy", "torch", "math", "latex"):
             raise ValueError(lang)
         self.lang = lang
 
@@ -379,6 +382,8 @@ class Printer:
         return self.p(e)[0]
 
     def p(self, e: Expr) -> tuple[str, int]:
+        if self.lang == "latex":
+            return self.latex(e)
         math = self.lang == "math"
         if isinstance(e, Sym):
             if not math:
@@ -438,10 +443,134 @@ class Printer:
             return f"{ls}{_MATH_OPS[e.op]}{rs}", prec
         raise TypeError(e)
 
+    def latex(self, e: Expr) -> tuple[str, int]:
+        """The math printer's choices, typeset: ``/`` as a fraction, ``@`` as
+        juxtaposition, ``⊙`` and ``·`` for the two products, names upright."""
+        if isinstance(e, Sym):
+            return latex_name(e.math or e.code), ATOM if e.math_atom else MUL
+        if isinstance(e, Const):
+            if e.name:
+                return _latex_text(e.name), ATOM
+            s = _fmt_const(e.value, True).replace("−", "-")
+            return s, (ATOM if e.value >= 0 else NEG)
+        if isinstance(e, Neg):
+            s, pr = self.latex(e.a)
+            if pr < POW:
+                s = rf"\left({s}\right)"
+            return "-" + s, NEG
+        if isinstance(e, Call):
+            fmt = _latex_format(FUNCS[e.fn].math)
+            args = []
+            for a in e.args:
+                s, pr = self.latex(a)
+                if fmt.startswith(("{", r"\sum")) and pr < POW:
+                    s = rf"\left({s}\right)"
+                args.append(s)
+            if "{*}" in fmt:
+                return fmt.replace("{*}", ", ".join(args)), ATOM
+            return _fill(fmt, args), ATOM
+        if isinstance(e, Bin):
+            a, b = e.a, e.b
+            if e.op == "/":
+                return rf"\frac{{{self.latex(a)[0]}}}{{{self.latex(b)[0]}}}", ATOM
+            if e.op == "*" and isinstance(b, Const) and not isinstance(a, Const):
+                a, b = b, a
+            prec = _BIN_PREC[e.op]
+            ls, lp = self.latex(a)
+            rs, rp = self.latex(b)
+            if e.op == "**":
+                if lp <= POW:
+                    ls = rf"\left({ls}\right)"
+                return f"{{{ls}}}^{{{rs}}}", POW
+            if lp < prec:
+                ls = rf"\left({ls}\right)"
+            if rp <= prec:
+                rs = rf"\left({rs}\right)"
+            op = {
+                "+": " + ",
+                "-": " - ",
+                "@": r" \, ",
+                "*": r" \cdot " if (a.is_scalar or b.is_scalar) else r" \odot ",
+            }[e.op]
+            return f"{ls}{op}{rs}", prec
+        raise TypeError(e)
+
 
 numpy_code = Printer("numpy")
 torch_code = Printer("torch")
 math_text = Printer("math")
+latex_text = Printer("latex")
+
+
+# ------------------------------------------------------------------ LaTeX
+
+# unicode of the math printer -> LaTeX
+_LATEX_CHARS = {
+    "−": "-", "·": r" \cdot ", "⊙": r" \odot ", "≥": r" \geq ", "≤": r" \leq ",
+    "~": r" \sim ", "ᵀ": r"^\top", "∂": r"\partial ", "√": r"\sqrt", "π": r"\pi ",
+    "σ": r"\sigma", "ε": r"\varepsilon", "α": r"\alpha", "β": r"\beta",
+    "γ": r"\gamma", "μ": r"\mu", "Φ": r"\Phi", "φ": r"\varphi", "κ": r"\kappa",
+    "λ": r"\lambda", "τ": r"\tau", "ŷ": r"\hat{y}", "x̂": r"\hat{x}", "ₙ": "_n",
+    "ⱼ": "_j", "ₖ": "_k", "ᵢ": "_i", "²": "^2", "³": "^3", "Σ": r"\sum",
+    "_": r"\_", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&",
+    "$": r"\$", "^": r"\^{}", "\\": r"\backslash ",
+}  # fmt: skip
+_FUNCTION_NAMES = {"exp", "log", "tanh", "max", "min", "sin", "cos"}
+_LATEX_TOKEN = re.compile(
+    r"(?P<root>√\((?P<radicand>[^()]*)\)|√(?P<digits>\d+))"
+    r"|(?P<word>\b[A-Za-z][A-Za-z_]*\b)(?P<call>(?=\())?"
+    "|(?P<char>" + "|".join(map(re.escape, sorted(_LATEX_CHARS, key=len, reverse=True))) + ")"
+)
+
+
+def _latex_token(m: re.Match) -> str:
+    if m["root"]:
+        return rf"\sqrt{{{_latex_text(m['radicand'] or m['digits'])}}}"
+    if m["word"]:
+        word = m["word"]
+        if word in _FUNCTION_NAMES:
+            return rf"\{word} "
+        if word in ("if", "else"):
+            return rf"\text{{ {word} }}"
+        word = word.replace("_", r"\_")
+        return rf"\operatorname{{{word}}}" if m["call"] is not None else word
+    return _LATEX_CHARS[m["char"]]
+
+
+def _latex_text(text: str) -> str:
+    """Unicode math text (no format fields) in LaTeX: operators, Greek letters,
+    sub- and superscripts, √ as a root, exp/log/… as functions and other words
+    before "(" as operators."""
+    return _LATEX_TOKEN.sub(_latex_token, text)
+
+
+def _fill(fmt: str, args: list[str]) -> str:
+    """``fmt`` with ``{0}``, ``{1}``… replaced (LaTeX braces elsewhere stay)."""
+    return re.sub(r"\{(\d)\}", lambda m: args[int(m[1])], fmt)
+
+
+@cache
+def _latex_format(fmt: str) -> str:
+    """A function's math format (``"Σₙ {0}"``) in LaTeX, its fields kept."""
+    parts = re.split(r"(\{\d\}|\{\*\})", fmt)
+    return "".join(part if i % 2 else _latex_text(part) for i, part in enumerate(parts))
+
+
+def latex_name(name: str) -> str:
+    """A name of the math printer in LaTeX: ``∂L/∂fc1`` as a fraction, ``∂L/∂h via
+    g`` with the part it is, one-letter names italic, the others upright."""
+    if name.startswith("∂L/∂"):
+        rest = name[len("∂L/∂") :]
+        via = ""
+        if " via " in rest:
+            rest, user = rest.split(" via ", 1)
+            via = rf"\Big|_{{\text{{via }} {latex_name(user)}}}"
+        return rf"\frac{{\partial L}}{{\partial {latex_name(rest)}}}{via}"
+    if len(name) == 1 and name.isascii() and name.isalpha():
+        return name
+    if name in _LATEX_CHARS:
+        return _LATEX_CHARS[name].strip()
+    return rf"\mathrm{{{_latex_text(name)}}}"
 
 
 # NumPy has no softmax, sigmoid or erf: a generated file defines the ones it uses,
