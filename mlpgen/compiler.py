@@ -29,7 +29,7 @@ def ruff_bin() -> str:
 
 
 def render(
-    prog: autodiff.Program, teaching: Teaching = Teaching()
+    prog: autodiff.Program, teaching: Teaching | None = None
 ) -> dict[str, str | bytes]:
     """The generated files' text, formatted with ruff and parsed back as a check,
     the diagrams (DOT, and SVG when Graphviz is installed), and the bytes of the
@@ -40,6 +40,7 @@ def render(
     from .emit import context, environment
     from .render import Drawing, readme_context
 
+    teaching = teaching or Teaching()
     teach.check(prog, teaching)
     # dot draws the SVGs in the background while the templates render and ruff formats
     drawing = Drawing(prog)
@@ -131,7 +132,7 @@ def _umask() -> int:
 
 
 def compile_spec(
-    path, root: Path | str = "generated", teaching: Teaching = Teaching()
+    path, root: Path | str = "generated", teaching: Teaching | None = None
 ) -> Path:
     prog = build(path)
     files = render(prog, teaching)

@@ -23,11 +23,12 @@ cannot take (a layer named like a method of nn.Sequential).
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from dataclasses import dataclass
 
 from .autodiff import Program
-from .expr import math_text, numpy_code
+from .expr import FUNCS, math_text, numpy_code
 from .graph import INPUT
 from .ops import ELEMENTWISE_DERIVATION, L2_DERIVATION, LAYERS, LOSSES
 from .spec import SpecError
@@ -86,9 +87,11 @@ def check(prog: Program, teaching: Teaching) -> None:
     problems = [
         (
             f"model.layers[{i}].name",
-            f"'{layer.name}' is a method of {container}, which holds the layers "
-            "in the ladder's torch_nn.py and torch_optim.py (--ladder); choose "
-            "another name",
+            (
+                f"'{layer.name}' is a method of {container}, which holds the "
+                "layers in the ladder's torch_nn.py and torch_optim.py (--ladder); "
+                "choose another name"
+            ),
         )
         for i, layer in enumerate(prog.net.layers)
         if layer.name in taken
@@ -191,7 +194,16 @@ def _ladder(prog: Program) -> dict:
         )
         for layer in prog.net.layers
     ]
-    return {"chain": is_chain(prog), "calls": calls}
+    fns = prog.loss_value.calls()
+    for line in prog.forward:
+        fns |= line.expr.calls()
+    return {
+        "chain": is_chain(prog),
+        "calls": calls,
+        # torch_autograd.py has no backward(): torch.nn.functional only if the
+        # forward pass or the loss reads it
+        "functional": any("F." in FUNCS[f].torch for f in fns),
+    }
 
 
 # ------------------------------------------------------------------ the ladder, on the page
@@ -255,7 +267,7 @@ def ladder_steps(files: dict[str, str | bytes]) -> list[dict]:
     """Each rung against the one before it: what changed and why, as a unified
     diff of their lessons (formatted files, so the lines are the files')."""
     steps = []
-    for (before, _), (after, title) in zip(RUNGS, RUNGS[1:]):
+    for (before, _), (after, title) in itertools.pairwise(RUNGS):
         diff = difflib.unified_diff(
             lesson(str(files[before])),
             lesson(str(files[after])),
