@@ -284,6 +284,9 @@ class Op:
     module_class(a, cls) -> the source of that class (a small nn.Module), or None
     class_name(layer) -> the name that class would like
     formula / derivative: readable text for comments, READMEs and diagrams
+    derivation: why the rules hold, for the learning page: the index form
+        down to the matrix form the code uses, the shapes checked (a few
+        lines of text, unicode math as in ``formula``)
     """
 
     name: str
@@ -302,6 +305,7 @@ class Op:
     arity: tuple[int, int | None] = (1, 1)  # min, max number of inputs
     elementwise: bool = True
     reads_tokens: bool = False  # may read integer token inputs
+    derivation: str = ""
 
 
 LAYERS: dict[str, Op] = {}
@@ -317,9 +321,12 @@ class NoKeys(Keys):
 
 
 def elementwise(
-    name, forward, vjp, formula, derivative, module, keys=NoKeys
+    name, forward, vjp, formula, derivative, module, keys=NoKeys, derivation=""
 ) -> Op:
-    """An activation applied element by element (JAX's ``defjvp`` in spirit)."""
+    """An activation applied element by element (JAX's ``defjvp`` in spirit).
+
+    ``derivation`` derives f′ only: why an element-wise rule is g ⊙ f′(x) is
+    said once for all of them (``ELEMENTWISE_DERIVATION``)."""
     return register(
         Op(
             name=name,
@@ -329,8 +336,18 @@ def elementwise(
             formula=formula,
             derivative=derivative,
             module=module,
+            derivation=derivation,
         )
     )
+
+
+ELEMENTWISE_DERIVATION = (
+    "An element-wise operation y[n,j] = f(x[n,j]): each output depends on the "
+    "input at the same place and on nothing else, so the Jacobian ∂y/∂x is "
+    "diagonal and the chain rule ∂L/∂x[n,j] = Σₘₖ g[m,k]·∂y[m,k]/∂x[n,j] keeps "
+    "one term: ∂L/∂x = g ⊙ f′(x), element by element, of x's shape (N, F). "
+    "Only f′ differs from one operation to the next."
+)
 
 
 # ---- linear
@@ -380,6 +397,20 @@ register(
         out_features=lambda a, ins: a.out,
         params=_linear_params,
         elementwise=False,
+        derivation=(
+            "In index form y[n,j] = Σᵢ x[n,i]·W[j,i] + b[j], with x (N, in), W "
+            "(out, in), b (out,), and y and g = ∂L/∂y (N, out).\n"
+            "W[j,i] enters y[n,j] of every row n, with factor x[n,i]: ∂L/∂W[j,i] "
+            "= Σₙ g[n,j]·x[n,i], which is the matrix product gᵀ @ x.\n"
+            "x[n,i] enters y[n,j] of every output j, with factor W[j,i]: "
+            "∂L/∂x[n,i] = Σⱼ g[n,j]·W[j,i], which is g @ W.\n"
+            "b[j] is added to every row: ∂L/∂b[j] = Σₙ g[n,j], the sum over the "
+            "batch.\n"
+            "The shapes check it (d2l §4.7): ∂L/∂W must be (out, in) like W, and "
+            "gᵀ @ x is the only product of g (N, out) and x (N, in) with that "
+            "shape; ∂L/∂x must be (N, in) like x, and g @ W is the only product "
+            "of g and W (out, in) that gives it."
+        ),
     )
 )
 
@@ -392,6 +423,10 @@ elementwise(
     "y = x",
     "∂L/∂x = g",
     lambda a, ins, out: "nn.Identity()",
+    derivation=(
+        "f(x) = x, so f′(x) = 1 and ∂L/∂x = g: the gradient passes through "
+        "unchanged."
+    ),
 )
 elementwise(
     "sigmoid",
@@ -400,6 +435,12 @@ elementwise(
     "y = σ(x) = 1 / (1 + exp(−x))",
     "σ′(x) = σ(x)·(1 − σ(x)) = (1 − y)·y, from the saved output",
     lambda a, ins, out: "nn.Sigmoid()",
+    derivation=(
+        "σ(x) = 1/(1 + e⁻ˣ), so σ′(x) = e⁻ˣ/(1 + e⁻ˣ)² = σ(x)·e⁻ˣ/(1 + e⁻ˣ) ="
+        " σ(x)·(1 − σ(x)).\n"
+        "Written with the saved output y = σ(x): ∂L/∂x = g ⊙ (1 − y) ⊙ y, and"
+        " the input need not be kept."
+    ),
 )
 elementwise(
     "tanh",
@@ -408,6 +449,11 @@ elementwise(
     "y = tanh(x)",
     "tanh′(x) = 1 − tanh(x)² = 1 − y², from the saved output",
     lambda a, ins, out: "nn.Tanh()",
+    derivation=(
+        "tanh(x) = sinh(x)/cosh(x); the quotient rule gives tanh′(x) = (cosh²"
+        " − sinh²)/cosh² = 1 − tanh²(x).\n"
+        "Written with the saved output y: ∂L/∂x = g ⊙ (1 − y²)."
+    ),
 )
 elementwise(
     "relu",
@@ -416,6 +462,13 @@ elementwise(
     "y = max(x, 0)",
     "relu′(x) = [x > 0], a mask (the saved output is > 0 exactly there)",
     lambda a, ins, out: "nn.ReLU()",
+    derivation=(
+        "max(x, 0) is x where x > 0 (slope 1) and 0 elsewhere (slope 0): "
+        "relu′(x) = [x > 0], a mask of zeros and ones. At the kink x = 0 "
+        "PyTorch takes the slope to be 0, and so does this rule.\n"
+        "y > 0 exactly where x > 0, so the mask comes from the saved output: "
+        "∂L/∂x = g ⊙ [y > 0]."
+    ),
 )
 
 
@@ -431,6 +484,11 @@ elementwise(
     "y = x if x > 0 else negative_slope·x",
     "leaky_relu′(x) = 1 if x > 0 else negative_slope",
     lambda a, ins, out: f"nn.LeakyReLU({a.negative_slope!r})",
+    derivation=(
+        "x where x > 0 (slope 1), negative_slope·x elsewhere (slope "
+        "negative_slope, also at the kink x = 0, as PyTorch): ∂L/∂x = g where"
+        " x > 0, negative_slope·g elsewhere."
+    ),
     keys=LeakyReluKeys,
 )
 
@@ -447,6 +505,12 @@ elementwise(
     "y = x if x > 0 else alpha·(exp(x) − 1)",
     "elu′(x) = 1 if x > 0 else alpha·exp(x)",
     lambda a, ins, out: f"nn.ELU({a.alpha!r})",
+    derivation=(
+        "x where x > 0 (slope 1), alpha·(eˣ − 1) elsewhere, whose slope is "
+        "alpha·eˣ: ∂L/∂x = g where x > 0, g·alpha·eˣ elsewhere.\n"
+        "The code takes eˣ of min(x, 0), so that the branch not taken never "
+        "overflows."
+    ),
     keys=EluKeys,
 )
 
@@ -487,6 +551,14 @@ elementwise(
     "y = x·Φ(x), Φ the standard normal CDF (tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))))",
     "gelu′(x) = Φ(x) + x·φ(x), φ the normal density (tanh form: its exact derivative)",
     lambda a, ins, out: "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")',
+    derivation=(
+        "x·Φ(x), with Φ(x) = ½·(1 + erf(x/√2)) the standard normal CDF, whose"
+        " derivative is the normal density φ(x) = e^(−x²/2)/√(2π). The "
+        "product rule: gelu′(x) = Φ(x) + x·φ(x).\n"
+        "The tanh form ½·x·(1 + t), t = tanh(u), u = √(2/π)·(x + "
+        "0.044715·x³): the product and chain rules with tanh′ = 1 − t² give "
+        "½·(1 + t) + ½·x·(1 − t²)·u′, u′ = √(2/π)·(1 + 3·0.044715·x²)."
+    ),
     keys=GeluKeys,
 )
 elementwise(
@@ -496,6 +568,10 @@ elementwise(
     "y = x·σ(x)",
     "silu′(x) = σ(x)·(1 + x·(1 − σ(x)))",
     lambda a, ins, out: "nn.SiLU()",
+    derivation=(
+        "x·σ(x): the product rule with σ′ = σ·(1 − σ) gives silu′(x) = σ(x) +"
+        " x·σ(x)·(1 − σ(x)) = σ(x)·(1 + x·(1 − σ(x)))."
+    ),
 )
 elementwise(
     "softplus",
@@ -504,6 +580,12 @@ elementwise(
     "y = log(1 + exp(x)), and y = x above 20 (torch's threshold)",
     "softplus′(x) = σ(x), and 1 above 20",
     lambda a, ins, out: "nn.Softplus()",
+    derivation=(
+        "log(1 + eˣ): the chain rule gives softplus′(x) = eˣ/(1 + eˣ) = 1/(1 "
+        "+ e⁻ˣ) = σ(x).\n"
+        "Above 20 PyTorch returns x itself (log(1 + eˣ) is x to double "
+        "precision there), and the slope is 1."
+    ),
 )
 register(
     Op(
@@ -515,6 +597,14 @@ register(
         derivative="the Jacobian-vector product ∂L/∂x = y ⊙ (g − Σⱼ gⱼ·yⱼ)",
         module=lambda a, ins, out: "nn.Softmax(dim=1)",
         elementwise=False,
+        derivation=(
+            "Per row, yⱼ = exp(xⱼ)/Σₖ exp(xₖ): every output depends on every "
+            "input of its row, and the quotient rule gives ∂yⱼ/∂xᵢ = yⱼ·([i = j] "
+            "− yᵢ), the C × C Jacobian diag(y) − y·yᵀ of each row.\n"
+            "Then ∂L/∂xᵢ = Σⱼ gⱼ·yⱼ·([i = j] − yᵢ) = yᵢ·gᵢ − yᵢ·Σⱼ gⱼ·yⱼ: ∂L/∂x ="
+            " y ⊙ (g − Σⱼ gⱼ·yⱼ), the row sum broadcast along its row. Shape (N, "
+            "C) like x, and the Jacobian is never formed."
+        ),
     )
 )
 register(
@@ -527,6 +617,12 @@ register(
         derivative="∂L/∂x = g − exp(y) ⊙ Σⱼ gⱼ",
         module=lambda a, ins, out: "nn.LogSoftmax(dim=1)",
         elementwise=False,
+        derivation=(
+            "Per row, yⱼ = xⱼ − log Σₖ exp(xₖ), so ∂yⱼ/∂xᵢ = [i = j] − "
+            "softmax(x)ᵢ, and softmax(x) = exp(y).\n"
+            "Then ∂L/∂xᵢ = Σⱼ gⱼ·([i = j] − exp(yᵢ)) = gᵢ − exp(yᵢ)·Σⱼ gⱼ: ∂L/∂x "
+            "= g − exp(y) ⊙ Σⱼ gⱼ, shape (N, C) like x."
+        ),
     )
 )
 
@@ -561,6 +657,14 @@ register(
         formula="y = x ⊙ mask, mask = [u ≥ p]/(1 − p) in training; y = x in evaluation",
         derivative="∂L/∂x = g ⊙ mask (the same mask)",
         module=lambda a, ins, out: f"Dropout({a.p!r}, dropout_rng)",
+        derivation=(
+            "In training y = x ⊙ m, with the mask m = [u ≥ p]/(1 − p) drawn once "
+            "for the step: a constant, not a function of x. So ∂y[n,j]/∂x[n,j] = "
+            "m[n,j] and ∂L/∂x = g ⊙ m with the very mask of the forward pass, "
+            "which is why the forward pass keeps it.\n"
+            "Dropped units get no gradient, kept ones get theirs scaled by 1/(1 −"
+            " p), as their values were. In evaluation y = x and ∂L/∂x = g."
+        ),
     )
 )
 
@@ -596,6 +700,13 @@ register(
         out_features=_same_features,
         arity=(2, None),
         elementwise=False,
+        derivation=(
+            "y = x₁ + x₂ + …: ∂y/∂xᵢ is the identity for every input, so each "
+            "input gets g unchanged, shape (N, F) like y.\n"
+            "A tensor that feeds this sum and another layer as well (a skip "
+            "connection) gets the sum of the gradients of its uses, the "
+            "multivariable chain rule, on a line of its own."
+        ),
     )
 )
 
@@ -637,6 +748,11 @@ register(
         out_features=lambda a, ins: sum(ins),
         arity=(2, None),
         elementwise=False,
+        derivation=(
+            "y = [x₁, x₂, …] along the features: each column of y is a copy of "
+            "one column of one input. So ∂L/∂xᵢ is the slice of g at xᵢ's "
+            "columns, shape (N, Fᵢ) like xᵢ, and the slices partition g."
+        ),
     )
 )
 
@@ -690,6 +806,14 @@ register(
         module=lambda a, ins, out: "{cls}()",
         module_class=_activation_class,
         class_name=camel,
+        derivation=(
+            "f is the spec's expression in x. Element by element, ∂L/∂x = g ⊙ "
+            "f′(x); f′ is derived from the expression by sympy with the sum, "
+            "product, quotient and chain rules, and shared pieces are computed "
+            "once.\n"
+            "torch_module.py does not use f′: autograd differentiates the same "
+            "expression there, so the cross-test checks what sympy derived."
+        ),
     )
 )
 
@@ -723,6 +847,8 @@ class Loss:
     # constants the derived gradient reads, defined at the top of the manual
     # files: (the Sym, its value as code valid in NumPy and torch files, why)
     constants: tuple[tuple[Sym, str, str], ...] = ()
+    # why the gradient holds, for the learning page (see Op.derivation)
+    derivation: str = ""
 
 
 LOSSES: dict[str, Loss] = {}
@@ -733,6 +859,13 @@ Reduction = Literal["mean", "sum"]
 class L2Keys(Keys):
     coef: Annotated[float, Range(ge=0)]
     params: Literal["all", "weights"] = "all"
+
+
+L2_DERIVATION = (
+    "The l2 term adds coef·Σ p² over the chosen parameters to the loss; "
+    "(p²)′ = 2p, so each of them gets 2·coef·p added to its gradient, on the "
+    "line of its rule."
+)
 
 
 class LossKeys(Keys):
@@ -773,6 +906,16 @@ LOSSES["mse"] = Loss(
     formula="L = scale · mean((ŷ − y)²)   (sum with reduction: sum)",
     derivative="∂L/∂ŷ = 2·scale/numel(ŷ) · (ŷ − y)   (2·scale · (ŷ − y) with sum)",
     module=lambda a: f'nn.MSELoss(reduction="{a.reduction}")',
+    derivation=(
+        "L = scale·(1/M)·Σ (ŷ − y)² over the M = N·F elements of ŷ (reduction"
+        " sum: no 1/M).\n"
+        "Each term depends on one element of ŷ, and (u²)′ = 2u: ∂L/∂ŷ = "
+        "2·scale/M·(ŷ − y), shape (N, F) like ŷ (with one output column M is "
+        "N).\n"
+        "The 1/M of the mean makes each element's gradient smaller as the "
+        "batch grows, so that the step size does not depend on the batch "
+        "size."
+    ),
 )
 
 
@@ -817,6 +960,21 @@ LOSSES["cross_entropy"] = Loss(
     derivative="∂L/∂z = (softmax(z) − onehot(y)) · w[y] / Σₙ w[yₙ]   (softmax and the loss fused)",
     module=_ce_module,
     targets="class",
+    derivation=(
+        "Per row n, with logits zₙ over C classes: L = (1/N)·Σₙ "
+        "(logsumexp(zₙ) − zₙ[yₙ]), which is −(1/N)·Σₙ log softmax(zₙ)[yₙ].\n"
+        "∂logsumexp(zₙ)/∂zₙⱼ = exp(zₙⱼ)/Σₖ exp(zₙₖ) = pₙⱼ with p = "
+        "softmax(z), and ∂zₙ[yₙ]/∂zₙⱼ = [j = yₙ]. So ∂L/∂z = (p − "
+        "onehot(y))/N, shape (N, C) like z.\n"
+        "Why softmax and the loss fuse: through softmax's own rule instead, "
+        "∂L/∂p = −onehot(y)/(N·p), and p ⊙ (∂L/∂p − Σⱼ (∂L/∂p)ⱼ·pⱼ) is again "
+        "(p − onehot(y))/N: the 1/p of the log cancels the p of softmax's "
+        "derivative. The fused form never divides by a probability that may "
+        "have rounded to 0, which is why PyTorch's CrossEntropyLoss takes "
+        "logits.\n"
+        "With class weights row n counts w[yₙ] times and the mean divides by "
+        "Σₙ w[yₙ]: ∂L/∂zₙ = (pₙ − onehot(yₙ))·w[yₙ]/Σₘ w[yₘ]."
+    ),
     correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
 )
 
@@ -855,6 +1013,14 @@ LOSSES["nll"] = Loss(
     derivative="∂L/∂z = −onehot(y) · w[y] / Σₙ w[yₙ]",
     module=lambda a: _ce_module(a).replace("CrossEntropyLoss", "NLLLoss"),
     targets="class",
+    derivation=(
+        "On log-probabilities z (the output of log_softmax), L = −(1/N)·Σₙ "
+        "zₙ[yₙ]: only the target entry of each row enters, with slope −1/N. "
+        "∂L/∂z = −onehot(y)/N, shape (N, C) like z; with class weights "
+        "−onehot(y)·w[y]/Σₙ w[yₙ].\n"
+        "Followed back through log_softmax's rule g − exp(y)·Σⱼ gⱼ, it gives "
+        "(softmax(x) − onehot(y))/N: cross-entropy in two steps."
+    ),
     correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
 )
 
@@ -895,6 +1061,17 @@ LOSSES["bce"] = Loss(
     derivative="∂L/∂p = (p − y) / max((1 − p)·p, ε) / numel(p), ε = 1e−12 as a float32",
     module=lambda a: "nn.BCELoss()" if a.reduction == "mean" else f'nn.BCELoss(reduction="{a.reduction}")',
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
+    derivation=(
+        "L = (1/M)·Σ −(y·log p + (1 − y)·log(1 − p)) over the M elements of "
+        "p.\n"
+        "One term's derivative: −y/p + (1 − y)/(1 − p) = (p − y)/(p·(1 − p))."
+        " So ∂L/∂p = (p − y)/(p·(1 − p))/M, shape (N, 1) like p. PyTorch "
+        "bounds the denominator below by ε, so that a saturated p of exactly "
+        "0 or 1 gives a large finite gradient instead of a division by zero.\n"
+        "After a sigmoid, p = σ(z) and σ′(z) = p·(1 − p): the product is (p −"
+        " y)/M, the p·(1 − p) cancels. bce_with_logits computes that product "
+        "directly."
+    ),
     constants=(
         (
             BCE_EPS,
@@ -942,4 +1119,14 @@ LOSSES["bce_with_logits"] = Loss(
     derivative="∂L/∂z = (σ(z)·(1 + (pw − 1)·y) − pw·y) / numel(z)   (σ(z) − y without pos_weight)",
     module=_bcel_module,
     correct=("(out > 0) == (y > 0.5)", "(out > 0) == (y > 0.5)"),
+    derivation=(
+        "On logits z, with p = σ(z) and log(1 − σ(z)) = log σ(z) − z, one "
+        "term −(y·log σ(z) + (1 − y)·log(1 − σ(z))) is (1 − y)·z − log σ(z).\n"
+        "(log σ)′(z) = 1 − σ(z), so its derivative is (1 − y) − (1 − σ(z)) = "
+        "σ(z) − y, and ∂L/∂z = (σ(z) − y)/M, shape (N, 1) like z.\n"
+        "With pos_weight pw the log σ(z) term is weighted by 1 + (pw − 1)·y: "
+        "∂L/∂z = (σ(z)·(1 + (pw − 1)·y) − pw·y)/M. Computed from z with a "
+        "stable log σ, it never takes the log of a probability that rounded "
+        "to 0."
+    ),
 )
