@@ -96,10 +96,12 @@ def _init_note(pi) -> str:
 def _draw_code(pi) -> str:
     d, shape = pi.param.draw, pi.param.shape
     shape_code = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    if d.kind == "uniform" and d.scale is not None:
+        return f"rng.uniform(-{d.scale}, {d.scale}, {shape_code})"
     if d.kind == "uniform":
         return f"rng.uniform({_num(d.a)}, {_num(d.b)}, {shape_code})"
     if d.kind == "normal":
-        return f"rng.normal({_num(d.a)}, {_num(d.b)}, {shape_code})"
+        return f"rng.normal({_num(d.a)}, {d.scale or _num(d.b)}, {shape_code})"
     return f"np.full({shape_code}, {_num(d.a)})"
 
 

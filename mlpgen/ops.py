@@ -106,19 +106,39 @@ DEFAULT_INIT = TorchDefaultInit(scheme="torch_default")
 
 @dataclass(frozen=True)
 class Draw:
-    """One parameter's initial draw: ``rng.uniform(low, high, shape)`` and so on."""
+    """One parameter's initial draw: ``rng.uniform(low, high, shape)`` and so on.
+
+    ``scale``, when set, is the bound (uniform, drawn from −scale to +scale) or
+    the std (normal) as Python code that computes exactly the float in ``b``,
+    e.g. ``1 / math.sqrt(2)``: the generated code shows the formula, not
+    0.7071067811865475.
+    """
 
     kind: str  # "uniform" | "normal" | "constant"
     a: float  # low, mean or the constant
     b: float = 0.0  # high or std
+    scale: str | None = None
+
+
+def _gain_code(gain: float, name: str | None = None) -> str:
+    """A gain as code: calculate_gain's exact values by their formula."""
+    exact = {math.sqrt(2.0): "math.sqrt(2)", 5.0 / 3: "5 / 3", 3.0 / 4: "3 / 4"}
+    return exact.get(gain, repr(gain))
+
+
+def _scaled(gain: float, root: str) -> str:
+    """``gain * math.sqrt(…)`` as code, without a factor of 1."""
+    return root if gain == 1.0 else f"{_gain_code(gain)} * {root}"
 
 
 def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
     """The torch.nn.init formula of a scheme, as one draw of the init stream."""
     s = init.scheme
     if s == "torch_default":
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        return Draw("uniform", -bound, bound)
+        if fan_in <= 0:
+            return Draw("uniform", -0.0, 0.0)
+        bound = 1.0 / math.sqrt(fan_in)
+        return Draw("uniform", -bound, bound, f"1 / math.sqrt({fan_in})")
     if s == "uniform":
         return Draw("uniform", init.low, init.high)
     if s == "normal":
@@ -133,14 +153,24 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
         gain = init.gain if not isinstance(init.gain, str) else calculate_gain(init.gain)
         if s == "xavier_uniform":
             bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-            return Draw("uniform", -bound, bound)
-        return Draw("normal", 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+            code = _scaled(gain, f"math.sqrt(6 / ({fan_in} + {fan_out}))")
+            return Draw("uniform", -bound, bound, code)
+        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+        code = _scaled(gain, f"math.sqrt(2 / ({fan_in} + {fan_out}))")
+        return Draw("normal", 0.0, std, code)
     fan = fan_in if init.mode == "fan_in" else fan_out
     gain = calculate_gain(init.nonlinearity, init.a)
     if s == "kaiming_uniform":
         bound = gain * math.sqrt(3.0 / fan)
-        return Draw("uniform", -bound, bound)
-    return Draw("normal", 0.0, gain / math.sqrt(fan))
+        return Draw("uniform", -bound, bound, _scaled(gain, f"math.sqrt(3 / {fan})"))
+    std = gain / math.sqrt(fan)
+    code = f"1 / math.sqrt({fan})" if gain == 1.0 else f"{_gain_code(gain)} / math.sqrt({fan})"
+    return Draw("normal", 0.0, std, code)
+
+
+def check_draw_code(draw: Draw) -> bool:
+    """Whether ``draw.scale`` computes exactly ``draw.b`` (tests call this)."""
+    return draw.scale is None or eval(draw.scale, {"math": math}) == draw.b  # noqa: S307
 
 
 # ----------------------------------------------------------------------- the table

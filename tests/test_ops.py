@@ -300,3 +300,31 @@ def test_compiled_formulas_do_not_depend_on_the_hash_seed():
     )
     outputs = {run_python(code, PYTHONHASHSEED=str(seed)) for seed in (1, 2)}
     assert len(outputs) == 1
+
+
+def test_init_bounds_are_written_as_their_formula_and_give_the_same_float():
+    """The generated code shows 1 / math.sqrt(2), not 0.7071067811865475, and the
+    formula evaluates to exactly the float torch.nn.init's formula gives."""
+    from mlpgen.ops import (
+        KaimingInit,
+        TorchDefaultInit,
+        XavierInit,
+        check_draw_code,
+        init_draw,
+    )
+
+    schemes = [
+        TorchDefaultInit(scheme="torch_default"),
+        XavierInit(scheme="xavier_uniform"),
+        XavierInit(scheme="xavier_normal", gain="tanh"),
+        KaimingInit(scheme="kaiming_uniform"),
+        KaimingInit(scheme="kaiming_normal", nonlinearity="relu"),
+        KaimingInit(scheme="kaiming_normal", nonlinearity="tanh", mode="fan_out"),
+        KaimingInit(scheme="kaiming_uniform", nonlinearity="leaky_relu", a=0.2),
+    ]
+    for init in schemes:
+        for fan_in, fan_out in [(1, 1), (2, 5), (3, 7), (30, 64), (784, 10)]:
+            draw = init_draw(init, fan_in, fan_out, False)
+            assert draw.scale is not None and check_draw_code(draw), (init, draw)
+    assert init_draw(schemes[0], 2, 5, False).scale == "1 / math.sqrt(2)"
+    assert init_draw(schemes[4], 16, 3, False).scale == "math.sqrt(2) / math.sqrt(16)"

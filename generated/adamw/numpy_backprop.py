@@ -34,12 +34,12 @@ def load_data(seed=SEED):
     rng = np.random.default_rng([seed, 0])  # the data stream
     x = rng.standard_normal((128, 10))
     y = rng.standard_normal((128, 3))
-    # One permutation of the data stream, then train / val / test in that order.
+    # One permutation of the data stream, then train / test in that order.
     order = rng.permutation(len(x))
-    n_train, n_val = int(0.75 * len(x)), int(0.0 * len(x))
+    n_train = int(0.75 * len(x))
     parts = {
         "train": order[:n_train],
-        "test": order[n_train + n_val :],
+        "test": order[n_train:],
     }
     return {
         part: (x[idx].astype(DTYPE), y[idx].astype(DTYPE))
@@ -52,13 +52,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # fc1.weight (32, 10): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 10
-        "fc1.weight": rng.uniform(-0.31622776601683794, 0.31622776601683794, (32, 10)),
+        "fc1.weight": rng.uniform(-1 / math.sqrt(10), 1 / math.sqrt(10), (32, 10)),
         # fc1.bias (32,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 10
-        "fc1.bias": rng.uniform(-0.31622776601683794, 0.31622776601683794, (32,)),
+        "fc1.bias": rng.uniform(-1 / math.sqrt(10), 1 / math.sqrt(10), (32,)),
         # fc2.weight (3, 32): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 32
-        "fc2.weight": rng.uniform(-0.17677669529663687, 0.17677669529663687, (3, 32)),
+        "fc2.weight": rng.uniform(-1 / math.sqrt(32), 1 / math.sqrt(32), (3, 32)),
         # fc2.bias (3,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 32
-        "fc2.bias": rng.uniform(-0.17677669529663687, 0.17677669529663687, (3,)),
+        "fc2.bias": rng.uniform(-1 / math.sqrt(32), 1 / math.sqrt(32), (3,)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

@@ -40,12 +40,12 @@ def load_data(seed=SEED):
     # the target is column 4, species; x is every other column
     x = np.delete(table, 4, axis=1)
     y = table[:, 4]
-    # One permutation of the data stream, then train / val / test in that order.
+    # One permutation of the data stream, then train / test in that order.
     order = rng.permutation(len(x))
-    n_train, n_val = int(0.75 * len(x)), int(0.0 * len(x))
+    n_train = int(0.75 * len(x))
     parts = {
         "train": order[:n_train],
-        "test": order[n_train + n_val :],
+        "test": order[n_train:],
     }
     # Standardize x with the mean and population std of the training part.
     x_mean, x_std = x[parts["train"]].mean(axis=0), x[parts["train"]].std(axis=0)
@@ -64,13 +64,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # hidden.weight (8, 4): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 4
-        "hidden.weight": rng.uniform(-0.5, 0.5, (8, 4)),
+        "hidden.weight": rng.uniform(-1 / math.sqrt(4), 1 / math.sqrt(4), (8, 4)),
         # hidden.bias (8,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 4
-        "hidden.bias": rng.uniform(-0.5, 0.5, (8,)),
+        "hidden.bias": rng.uniform(-1 / math.sqrt(4), 1 / math.sqrt(4), (8,)),
         # scores.weight (3, 8): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 8
-        "scores.weight": rng.uniform(-0.35355339059327373, 0.35355339059327373, (3, 8)),
+        "scores.weight": rng.uniform(-1 / math.sqrt(8), 1 / math.sqrt(8), (3, 8)),
         # scores.bias (3,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 8
-        "scores.bias": rng.uniform(-0.35355339059327373, 0.35355339059327373, (3,)),
+        "scores.bias": rng.uniform(-1 / math.sqrt(8), 1 / math.sqrt(8), (3,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 
@@ -153,7 +153,9 @@ def first_step(state, data):
     tensors = {"x": xb}
 
     def keep(name):
-        def hook(module, inputs, output):
+        def hook(
+            _module, _inputs, output
+        ):  # PyTorch calls hook(module, inputs, output)
             # a tensor of the layer's own (nn.Identity returns its input itself)
             output = output.view_as(output)
             if output.requires_grad:

@@ -55,15 +55,15 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # hidden.weight (32, 2): kaiming_uniform, U(±gain·√(3/fan)), gain = calculate_gain('leaky_relu', 0.0), fan = fan_in
-        "hidden.weight": rng.uniform(-1.7320508075688772, 1.7320508075688772, (32, 2)),
-        # hidden.bias (32,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.bias": rng.uniform(-0.7071067811865475, 0.7071067811865475, (32,)),
-        # scores.weight (3, 32): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 32
-        "scores.weight": rng.uniform(
-            -0.17677669529663687, 0.17677669529663687, (3, 32)
+        "hidden.weight": rng.uniform(
+            -math.sqrt(2) * math.sqrt(3 / 2), math.sqrt(2) * math.sqrt(3 / 2), (32, 2)
         ),
+        # hidden.bias (32,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
+        "hidden.bias": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (32,)),
+        # scores.weight (3, 32): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 32
+        "scores.weight": rng.uniform(-1 / math.sqrt(32), 1 / math.sqrt(32), (3, 32)),
         # scores.bias (3,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 32
-        "scores.bias": rng.uniform(-0.17677669529663687, 0.17677669529663687, (3,)),
+        "scores.bias": rng.uniform(-1 / math.sqrt(32), 1 / math.sqrt(32), (3,)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

@@ -34,7 +34,7 @@ def load_data(seed=SEED):
     rng = np.random.default_rng([seed, 0])  # the data stream
     x = rng.standard_normal((512, 20))
     y = rng.integers(0, 10, 512)
-    # One permutation of the data stream, then train / val / test in that order.
+    # One permutation of the data stream, then train / val in that order.
     order = rng.permutation(len(x))
     n_train, n_val = int(0.75 * len(x)), int(0.25 * len(x))
     parts = {
@@ -55,11 +55,9 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # logits.weight (10, 20): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 20
-        "logits.weight": rng.uniform(
-            -0.22360679774997896, 0.22360679774997896, (10, 20)
-        ),
+        "logits.weight": rng.uniform(-1 / math.sqrt(20), 1 / math.sqrt(20), (10, 20)),
         # logits.bias (10,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 20
-        "logits.bias": rng.uniform(-0.22360679774997896, 0.22360679774997896, (10,)),
+        "logits.bias": rng.uniform(-1 / math.sqrt(20), 1 / math.sqrt(20), (10,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 
@@ -150,7 +148,9 @@ def first_step(state, data, seed=SEED):
     tensors = {"x": xb}
 
     def keep(name):
-        def hook(module, inputs, output):
+        def hook(
+            _module, _inputs, output
+        ):  # PyTorch calls hook(module, inputs, output)
             # a tensor of the layer's own (nn.Identity returns its input itself)
             output = output.view_as(output)
             if output.requires_grad:

@@ -44,13 +44,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # fc1.weight (16, 4): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 4
-        "fc1.weight": rng.uniform(-0.5, 0.5, (16, 4)),
+        "fc1.weight": rng.uniform(-1 / math.sqrt(4), 1 / math.sqrt(4), (16, 4)),
         # fc1.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 4
-        "fc1.bias": rng.uniform(-0.5, 0.5, (16,)),
+        "fc1.bias": rng.uniform(-1 / math.sqrt(4), 1 / math.sqrt(4), (16,)),
         # fc2.weight (1, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "fc2.weight": rng.uniform(-0.25, 0.25, (1, 16)),
+        "fc2.weight": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (1, 16)),
         # fc2.bias (1,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "fc2.bias": rng.uniform(-0.25, 0.25, (1,)),
+        "fc2.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (1,)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

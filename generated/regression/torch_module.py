@@ -129,7 +129,9 @@ def first_step(state, data):
     tensors = {"x": xb}
 
     def keep(name):
-        def hook(module, inputs, output):
+        def hook(
+            _module, _inputs, output
+        ):  # PyTorch calls hook(module, inputs, output)
             # a tensor of the layer's own (nn.Identity returns its input itself)
             output = output.view_as(output)
             if output.requires_grad:

@@ -45,14 +45,14 @@ def init_params(seed=SEED):
     params = {
         # fc1.weight (100, 1000): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 1000
         "fc1.weight": rng.uniform(
-            -0.03162277660168379, 0.03162277660168379, (100, 1000)
+            -1 / math.sqrt(1000), 1 / math.sqrt(1000), (100, 1000)
         ),
         # fc1.bias (100,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 1000
-        "fc1.bias": rng.uniform(-0.03162277660168379, 0.03162277660168379, (100,)),
+        "fc1.bias": rng.uniform(-1 / math.sqrt(1000), 1 / math.sqrt(1000), (100,)),
         # fc2.weight (10, 100): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 100
-        "fc2.weight": rng.uniform(-0.1, 0.1, (10, 100)),
+        "fc2.weight": rng.uniform(-1 / math.sqrt(100), 1 / math.sqrt(100), (10, 100)),
         # fc2.bias (10,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 100
-        "fc2.bias": rng.uniform(-0.1, 0.1, (10,)),
+        "fc2.bias": rng.uniform(-1 / math.sqrt(100), 1 / math.sqrt(100), (10,)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

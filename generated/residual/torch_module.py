@@ -50,21 +50,25 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # stem.weight (16, 8): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 8
-        "stem.weight": rng.uniform(-0.35355339059327373, 0.35355339059327373, (16, 8)),
+        "stem.weight": rng.uniform(-1 / math.sqrt(8), 1 / math.sqrt(8), (16, 8)),
         # stem.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 8
-        "stem.bias": rng.uniform(-0.35355339059327373, 0.35355339059327373, (16,)),
+        "stem.bias": rng.uniform(-1 / math.sqrt(8), 1 / math.sqrt(8), (16,)),
         # block1_fc.weight (16, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "block1_fc.weight": rng.uniform(-0.25, 0.25, (16, 16)),
+        "block1_fc.weight": rng.uniform(
+            -1 / math.sqrt(16), 1 / math.sqrt(16), (16, 16)
+        ),
         # block1_fc.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "block1_fc.bias": rng.uniform(-0.25, 0.25, (16,)),
+        "block1_fc.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (16,)),
         # block2_fc.weight (16, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "block2_fc.weight": rng.uniform(-0.25, 0.25, (16, 16)),
+        "block2_fc.weight": rng.uniform(
+            -1 / math.sqrt(16), 1 / math.sqrt(16), (16, 16)
+        ),
         # block2_fc.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "block2_fc.bias": rng.uniform(-0.25, 0.25, (16,)),
+        "block2_fc.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (16,)),
         # head.weight (2, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "head.weight": rng.uniform(-0.25, 0.25, (2, 16)),
+        "head.weight": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (2, 16)),
         # head.bias (2,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "head.bias": rng.uniform(-0.25, 0.25, (2,)),
+        "head.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (2,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 
@@ -169,7 +173,9 @@ def first_step(state, data):
     tensors = {"x": xb}
 
     def keep(name):
-        def hook(module, inputs, output):
+        def hook(
+            _module, _inputs, output
+        ):  # PyTorch calls hook(module, inputs, output)
             # a tensor of the layer's own (nn.Identity returns its input itself)
             output = output.view_as(output)
             if output.requires_grad:

@@ -49,13 +49,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # fc1.weight (16, 5): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 5
-        "fc1.weight": rng.uniform(-0.4472135954999579, 0.4472135954999579, (16, 5)),
+        "fc1.weight": rng.uniform(-1 / math.sqrt(5), 1 / math.sqrt(5), (16, 5)),
         # fc1.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 5
-        "fc1.bias": rng.uniform(-0.4472135954999579, 0.4472135954999579, (16,)),
+        "fc1.bias": rng.uniform(-1 / math.sqrt(5), 1 / math.sqrt(5), (16,)),
         # fc2.weight (1, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "fc2.weight": rng.uniform(-0.25, 0.25, (1, 16)),
+        "fc2.weight": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (1, 16)),
         # fc2.bias (1,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "fc2.bias": rng.uniform(-0.25, 0.25, (1,)),
+        "fc2.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (1,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 

@@ -52,13 +52,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # hidden.weight (16, 2): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.weight": rng.uniform(-0.7071067811865475, 0.7071067811865475, (16, 2)),
+        "hidden.weight": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (16, 2)),
         # hidden.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.bias": rng.uniform(-0.7071067811865475, 0.7071067811865475, (16,)),
+        "hidden.bias": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (16,)),
         # fc_out.weight (1, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "fc_out.weight": rng.uniform(-0.25, 0.25, (1, 16)),
+        "fc_out.weight": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (1, 16)),
         # fc_out.bias (1,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "fc_out.bias": rng.uniform(-0.25, 0.25, (1,)),
+        "fc_out.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (1,)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

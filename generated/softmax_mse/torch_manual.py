@@ -37,12 +37,12 @@ def load_data(seed=SEED):
     with np.load(path) as archive:
         x, y = archive["x"], archive["y"]
     y = y.reshape(len(y), -1)
-    # One permutation of the data stream, then train / val / test in that order.
+    # One permutation of the data stream, then train / test in that order.
     order = rng.permutation(len(x))
-    n_train, n_val = int(0.8 * len(x)), int(0.0 * len(x))
+    n_train = int(0.8 * len(x))
     parts = {
         "train": order[:n_train],
-        "test": order[n_train + n_val :],
+        "test": order[n_train:],
     }
     return {
         part: (
@@ -58,13 +58,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # hidden.weight (16, 2): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.weight": rng.uniform(-0.7071067811865475, 0.7071067811865475, (16, 2)),
+        "hidden.weight": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (16, 2)),
         # hidden.bias (16,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.bias": rng.uniform(-0.7071067811865475, 0.7071067811865475, (16,)),
+        "hidden.bias": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (16,)),
         # scores.weight (3, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "scores.weight": rng.uniform(-0.25, 0.25, (3, 16)),
+        "scores.weight": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (3, 16)),
         # scores.bias (3,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "scores.bias": rng.uniform(-0.25, 0.25, (3,)),
+        "scores.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (3,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 

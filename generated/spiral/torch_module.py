@@ -65,13 +65,13 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # hidden.weight (100, 2): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.weight": rng.uniform(-0.7071067811865475, 0.7071067811865475, (100, 2)),
+        "hidden.weight": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (100, 2)),
         # hidden.bias (100,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.bias": rng.uniform(-0.7071067811865475, 0.7071067811865475, (100,)),
+        "hidden.bias": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (100,)),
         # scores.weight (3, 100): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 100
-        "scores.weight": rng.uniform(-0.1, 0.1, (3, 100)),
+        "scores.weight": rng.uniform(-1 / math.sqrt(100), 1 / math.sqrt(100), (3, 100)),
         # scores.bias (3,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 100
-        "scores.bias": rng.uniform(-0.1, 0.1, (3,)),
+        "scores.bias": rng.uniform(-1 / math.sqrt(100), 1 / math.sqrt(100), (3,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 
@@ -154,7 +154,9 @@ def first_step(state, data):
     tensors = {"x": xb}
 
     def keep(name):
-        def hook(module, inputs, output):
+        def hook(
+            _module, _inputs, output
+        ):  # PyTorch calls hook(module, inputs, output)
             # a tensor of the layer's own (nn.Identity returns its input itself)
             output = output.view_as(output)
             if output.requires_grad:

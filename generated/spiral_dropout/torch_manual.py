@@ -67,13 +67,17 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # hidden.weight (64, 2): xavier_normal, N(0, gain·√(2/(fan_in + fan_out))), gain = relu, fan_in = 2, fan_out = 64
-        "hidden.weight": rng.normal(0.0, 0.2461829819586655, (64, 2)),
+        "hidden.weight": rng.normal(
+            0.0, math.sqrt(2) * math.sqrt(2 / (2 + 64)), (64, 2)
+        ),
         # hidden.bias (64,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "hidden.bias": rng.uniform(-0.7071067811865475, 0.7071067811865475, (64,)),
+        "hidden.bias": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (64,)),
         # scores.weight (3, 64): xavier_normal, N(0, gain·√(2/(fan_in + fan_out))), gain = relu, fan_in = 64, fan_out = 3
-        "scores.weight": rng.normal(0.0, 0.24433888871261047, (3, 64)),
+        "scores.weight": rng.normal(
+            0.0, math.sqrt(2) * math.sqrt(2 / (64 + 3)), (3, 64)
+        ),
         # scores.bias (3,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 64
-        "scores.bias": rng.uniform(-0.125, 0.125, (3,)),
+        "scores.bias": rng.uniform(-1 / math.sqrt(64), 1 / math.sqrt(64), (3,)),
     }
     return {name: torch.from_numpy(p).to(DTYPE) for name, p in params.items()}
 

@@ -42,17 +42,17 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # left_fc.weight (8, 6): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 6
-        "left_fc.weight": rng.uniform(-0.4082482904638631, 0.4082482904638631, (8, 6)),
+        "left_fc.weight": rng.uniform(-1 / math.sqrt(6), 1 / math.sqrt(6), (8, 6)),
         # left_fc.bias (8,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 6
-        "left_fc.bias": rng.uniform(-0.4082482904638631, 0.4082482904638631, (8,)),
+        "left_fc.bias": rng.uniform(-1 / math.sqrt(6), 1 / math.sqrt(6), (8,)),
         # right_fc.weight (8, 6): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 6
-        "right_fc.weight": rng.uniform(-0.4082482904638631, 0.4082482904638631, (8, 6)),
+        "right_fc.weight": rng.uniform(-1 / math.sqrt(6), 1 / math.sqrt(6), (8, 6)),
         # right_fc.bias (8,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 6
-        "right_fc.bias": rng.uniform(-0.4082482904638631, 0.4082482904638631, (8,)),
+        "right_fc.bias": rng.uniform(-1 / math.sqrt(6), 1 / math.sqrt(6), (8,)),
         # scores.weight (4, 16): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "scores.weight": rng.uniform(-0.25, 0.25, (4, 16)),
+        "scores.weight": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (4, 16)),
         # scores.bias (4,): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 16
-        "scores.bias": rng.uniform(-0.25, 0.25, (4,)),
+        "scores.bias": rng.uniform(-1 / math.sqrt(16), 1 / math.sqrt(16), (4,)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

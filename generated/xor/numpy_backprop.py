@@ -40,9 +40,9 @@ def init_params(seed=SEED):
     rng = np.random.default_rng([seed, 1])  # the init stream
     params = {
         # fc1.weight (5, 2): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 2
-        "fc1.weight": rng.uniform(-0.7071067811865475, 0.7071067811865475, (5, 2)),
+        "fc1.weight": rng.uniform(-1 / math.sqrt(2), 1 / math.sqrt(2), (5, 2)),
         # fc2.weight (1, 5): torch_default, U(−1/√fan_in, +1/√fan_in) with fan_in = 5
-        "fc2.weight": rng.uniform(-0.4472135954999579, 0.4472135954999579, (1, 5)),
+        "fc2.weight": rng.uniform(-1 / math.sqrt(5), 1 / math.sqrt(5), (1, 5)),
     }
     return {name: p.astype(DTYPE) for name, p in params.items()}
 

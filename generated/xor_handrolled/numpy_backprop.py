@@ -1,4 +1,4 @@
-"""xor_handrolled: The hand-rolled XOR of the tutorials, np.random.random weights, loss ½·Σ(ŷ − y)²
+"""xor_handrolled: The hand-rolled XOR of the tutorials, weights uniform in [0, 1) like np.random.random, loss ½·Σ(ŷ − y)²
 
 NumPy with the backward pass written out, the way one writes backprop from
 scratch. Every gradient line below was derived by mlpgen from the network's

@@ -1,4 +1,4 @@
-"""xor_handrolled: The hand-rolled XOR of the tutorials, np.random.random weights, loss ½·Σ(ŷ − y)²
+"""xor_handrolled: The hand-rolled XOR of the tutorials, weights uniform in [0, 1) like np.random.random, loss ½·Σ(ŷ − y)²
 
 PyTorch tensors with the backward pass written out: the same derived gradients
 as numpy_backprop.py, and no autograd (nothing here calls backward() or sets

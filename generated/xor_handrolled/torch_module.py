@@ -1,4 +1,4 @@
-"""xor_handrolled: The hand-rolled XOR of the tutorials, np.random.random weights, loss ½·Σ(ŷ − y)²
+"""xor_handrolled: The hand-rolled XOR of the tutorials, weights uniform in [0, 1) like np.random.random, loss ½·Σ(ŷ − y)²
 
 A PyTorch nn.Module, trained with autograd (loss.backward()) and
 torch.optim.SGD: the independent reference that numpy_backprop.py and
@@ -54,7 +54,7 @@ def init_params(seed=SEED):
 
 
 class XorHandrolled(nn.Module):
-    """The hand-rolled XOR of the tutorials, np.random.random weights, loss ½·Σ(ŷ − y)²"""
+    """The hand-rolled XOR of the tutorials, weights uniform in [0, 1) like np.random.random, loss ½·Σ(ŷ − y)²"""
 
     def __init__(self):
         super().__init__()
@@ -130,7 +130,9 @@ def first_step(state, data):
     tensors = {"x": xb}
 
     def keep(name):
-        def hook(module, inputs, output):
+        def hook(
+            _module, _inputs, output
+        ):  # PyTorch calls hook(module, inputs, output)
             # a tensor of the layer's own (nn.Identity returns its input itself)
             output = output.view_as(output)
             if output.requires_grad:
