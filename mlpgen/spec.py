@@ -148,11 +148,12 @@ GENERATED_NAMES = {
     "np", "torch", "nn", "F", "math", "argparse", "importlib", "pathlib", "sys",
     "DTYPE", "SEED", "EPOCHS", "BATCH_SIZE", "LOG_EVERY", "LR", "BETA1", "BETA2",
     "EPS", "ALPHA", "MOMENTUM", "DAMPENING", "WEIGHT_DECAY", "WEIGHT",
-    "CLASS_WEIGHT", "POS_WEIGHT", "BCE_EPS", "Dropout",
+    "CLASS_WEIGHT", "POS_WEIGHT", "BCE_EPS", "Dropout", "OrderedDict",
     # functions
     "main", "train", "forward", "backward", "loss_fn", "load_data", "init_params",
     "init_buffers", "report", "save_dump", "parse_args", "positive_int", "seed_int",
     "optimizer_step", "init_optimizer", "criterion", "batches", "first_step",
+    "build_model",  # the ladder's torch_nn.py and torch_optim.py (compile --ladder)
     # NumPy helpers
     "sigmoid", "softplus", "softmax", "log_softmax", "logsumexp", "logsigmoid",
     "erf", "clamped_log", "clamped_log1p", "mean",

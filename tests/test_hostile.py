@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from mlpgen.compiler import build, compile_spec, output_folder, render, write_atomically
+from mlpgen.teach import Teaching
 from mlpgen.spec import (
     GENERATED_NAMES,
     NN_MODULE_ATTRIBUTES,
@@ -37,6 +38,8 @@ from .conftest import ROOT, SPECS, load_module
 from .coverage_specs import COVERAGE, XOR_DATA, write
 
 IMPLEMENTATIONS = ("numpy_backprop", "torch_manual", "torch_module")
+# the teaching files whose code holds layer names (compile --exercise --ladder)
+TEACHING = ("exercise", "torch_autograd", "torch_nn", "torch_optim")
 MARKER = "PWNED"
 
 
@@ -409,13 +412,14 @@ def _names_a_layer_must_not_take(text: str, layers: set[str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
-    """(program, rendered files) of every gallery and coverage spec."""
+    """(program, rendered files) of every gallery and coverage spec, with the
+    teaching files."""
     folder = tmp_path_factory.mktemp("audit")
     paths = [*SPECS, *(write(folder, spec) for spec in COVERAGE.values())]
     out = []
     for path in paths:
         prog = build(path)
-        out.append((prog, render(prog)))
+        out.append((prog, render(prog, Teaching(exercise="guided", ladder=True))))
     return out
 
 
@@ -428,7 +432,7 @@ def test_every_name_the_generated_code_uses_is_known_to_the_namer(programs):
     for prog, files in programs:
         layers = {layer.name for layer in prog.net.layers}
         allocated = prog.names.taken - base  # variables and classes of this program
-        for impl in IMPLEMENTATIONS:
+        for impl in (*IMPLEMENTATIONS, *TEACHING):
             found = _names_a_layer_must_not_take(files[f"{impl}.py"], layers)
             for identifier, where in found.items():
                 if identifier in base or identifier in allocated or identifier[0] == "_":
@@ -466,18 +470,18 @@ def test_layer_names_the_code_uses_are_renamed_and_the_three_agree(tmp_path):
     ]
     path = tmp_path / "hostile.json"
     path.write_text(json.dumps(xor_spec(model={"layers": layers})))
-    folder = compile_spec(path, tmp_path)
+    folder = compile_spec(path, tmp_path, Teaching(ladder=True))
     text = (folder / "numpy_backprop.py").read_text()
     assert "sum_ = input_ + sigmoid_" in text
     assert "# sum = input + σ(input)" not in text and "# sum = input + sigmoid" in text
     dumps = {}
-    for impl in IMPLEMENTATIONS:
+    for impl in (*IMPLEMENTATIONS, *TEACHING[1:]):
         module = load_module(folder / f"{impl}.py", f"natural_{impl}")
         module.main(["--quiet", "--dump", str(tmp_path / f"{impl}.npz")])
         dumps[impl] = dict(np.load(tmp_path / f"{impl}.npz"))
     ref = dumps["numpy_backprop"]
     assert {"step0/sum", "step0/d_sum", "init/out.weight", "step0/Hostile"} <= set(ref)
-    for impl in IMPLEMENTATIONS[1:]:
+    for impl in list(dumps)[1:]:
         assert set(dumps[impl]) == set(ref)
         for key, value in ref.items():
             np.testing.assert_allclose(dumps[impl][key], value, rtol=1e-10, atol=1e-12)
