@@ -570,7 +570,8 @@ def latex_name(name: str) -> str:
         return name
     if name in _LATEX_CHARS:
         return _LATEX_CHARS[name].strip()
-    return rf"\mathrm{{{_latex_text(name)}}}"
+    # a dot in braces is an ordinary symbol, not punctuation followed by a space
+    return rf"\mathrm{{{_latex_text(name).replace('.', '{.}')}}}"
 
 
 # NumPy has no softmax, sigmoid or erf: a generated file defines the ones it uses,

@@ -28,7 +28,7 @@ from mlpgen.teach import (
 
 from . import teach_answers
 from .conftest import ROOT, SPECS, load_module
-from .coverage_specs import XOR_DATA
+from .coverage_specs import COVERAGE, XOR_DATA, write
 
 IDS = [p.stem for p in SPECS]
 SPEC = {p.stem: p for p in SPECS}
@@ -120,7 +120,7 @@ def test_the_learning_page_derives_the_rules_the_network_uses():
 
 def test_latex_printer():
     fc1, w = value("fc1"), param("fc1.weight")
-    assert latex_text(fc1 @ w.T) == r"\mathrm{fc1} \, \mathrm{fc1.weight}^\top"
+    assert latex_text(fc1 @ w.T) == r"\mathrm{fc1} \, \mathrm{fc1{.}weight}^\top"
     assert latex_text(grad("act2") * (1 - value("act2"))) == (
         r"\frac{\partial L}{\partial \mathrm{act2}} \odot \left(1 - \mathrm{act2}\right)"
     )
@@ -130,7 +130,7 @@ def test_latex_printer():
     assert latex_name("∂L/∂h0 via h1") == (
         r"\frac{\partial L}{\partial \mathrm{h0}}\Big|_{\text{via } \mathrm{h1}}"
     )
-    assert latex_name("left_fc.weight") == r"\mathrm{left\_fc.weight}"
+    assert latex_name("left_fc.weight") == r"\mathrm{left\_fc{.}weight}"
     prog = build(SPEC["spiral_dropout"])
     assert latex_text(prog.backward[0].expr) == (
         r"\left(\operatorname{softmax}(\mathrm{scores}) - \operatorname{onehot}(y)\right)"
@@ -343,6 +343,18 @@ def test_every_rung_agrees_with_the_others(spec, taught, tmp_path):
         assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
 
 
+@pytest.mark.parametrize("name", sorted(COVERAGE))
+def test_every_rung_agrees_on_the_coverage_specs(name, tmp_path):
+    """Every optimizer option, dropout with shuffled minibatches, class and
+    positive weights, both L2 variants, float32: the whole (short) run."""
+    path = write(tmp_path, COVERAGE[name])
+    folder = compile_spec(path, tmp_path / "out", Teaching(ladder=True))
+    worst = _worst(_dumps(folder, tmp_path, None), COVERAGE[name].get("dtype", "float64"))
+    for impl, (ratio, key) in worst.items():
+        assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["xor", "spiral_dropout", "two_branch"])
 def test_the_rungs_train_alike_to_the_end(spec, taught, tmp_path):
     dumps = _dumps(taught[spec], tmp_path, None)
@@ -353,6 +365,7 @@ def test_the_rungs_train_alike_to_the_end(spec, taught, tmp_path):
     assert dumps["torch_autograd"]["losses"][-1] < dumps["torch_autograd"]["losses"][0]
 
 
+@pytest.mark.slow
 def test_the_generated_crosscheck_runs_the_ladder(taught):
     folder = taught["xor"]
     text = (folder / "test_crosscheck.py").read_text(encoding="utf-8")
@@ -520,6 +533,7 @@ def notebooks(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", NOTEBOOK_SPECS)
 def test_the_notebook_is_the_file_and_runs_in_a_fresh_kernel(spec, notebooks, tmp_path):
     import nbformat
@@ -562,6 +576,7 @@ def test_the_notebook_is_the_file_and_runs_in_a_fresh_kernel(spec, notebooks, tm
     assert printed.strip() in again
 
 
+@pytest.mark.slow
 def test_the_notebook_is_the_same_bytes_every_time(notebooks, tmp_path):
     again = compile_spec(SPEC["xor"], tmp_path, Teaching(notebook=True))
     first = (notebooks["xor"] / "numpy_backprop.ipynb").read_bytes()
