@@ -46,7 +46,8 @@ def render(
     drawing = Drawing(prog)
     try:
         env = environment()
-        ctx = {**context(prog), **readme_context(prog), **teach.context(prog, teaching)}
+        ctx = {**context(prog), **readme_context(prog)}
+        ctx.update(teach.context(prog, teaching, ctx))
         python = [name for name in FILES + teaching.templates() if name.endswith(".py")]
         files = {name: env.get_template(name + ".j2").render(ctx) for name in python}
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:

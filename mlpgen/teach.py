@@ -43,7 +43,9 @@ NOTEBOOK = "numpy_backprop.ipynb"
 # torch's): the ladder's torch_optim.py and torch_nn.py hold the layers in one
 # of them, under the layers' names, which must not hide a method.
 SEQUENTIAL_ATTRIBUTES = frozenset({"append", "extend", "insert", "pop"})
-MODULE_DICT_ATTRIBUTES = frozenset({"clear", "items", "keys", "pop", "update", "values"})
+MODULE_DICT_ATTRIBUTES = frozenset(
+    {"clear", "items", "keys", "pop", "update", "values"}
+)
 
 
 class NotebookFailed(Exception):
@@ -103,8 +105,9 @@ def check(prog: Program, teaching: Teaching) -> None:
 # ------------------------------------------------------------------ context
 
 
-def context(prog: Program, teaching: Teaching) -> dict:
-    """What the teaching templates and the learning page's includes print."""
+def context(prog: Program, teaching: Teaching, base: dict) -> dict:
+    """What the teaching templates and the learning page's includes print
+    (``base``: the context of the three implementations, ``emit.context``)."""
     ctx = {
         "teaching": {
             "exercise": teaching.exercise,
@@ -118,7 +121,7 @@ def context(prog: Program, teaching: Teaching) -> dict:
         ctx["exercise"] = _exercise(prog, teaching.exercise)
         ctx["grade"] = _grade(prog)
     if teaching.ladder:
-        ctx["ladder"] = _ladder(prog)
+        ctx["ladder"] = _ladder(prog, base)
     return ctx
 
 
@@ -179,7 +182,7 @@ def _grade(prog: Program) -> dict:
     return {"lines": [tuple(repr(text) for text in row) for row in rows]}
 
 
-def _ladder(prog: Program) -> dict:
+def _ladder(prog: Program, base: dict) -> dict:
     """The model of torch_nn.py and torch_optim.py, without a Module subclass:
     an nn.Sequential of the layers for a chain (the layers' constructors are
     torch_module.py's, ``module.inits``), else an nn.ModuleDict and a plain
@@ -194,16 +197,54 @@ def _ladder(prog: Program) -> dict:
         )
         for layer in prog.net.layers
     ]
+    floats = {
+        f'buffers["{bi.state_name}"]'
+        for bi in prog.buffers
+        if bi.buffer.dtype == "float"
+    }
     fns = prog.loss_value.calls()
     for line in prog.forward:
         fns |= line.expr.calls()
     return {
         "chain": is_chain(prog),
         "calls": calls,
+        "code": {
+            "torch": {
+                **base["code"]["torch"],
+                "forward": _detached(base["code"]["torch"]["forward"], floats),
+            }
+        },
         # torch_autograd.py has no backward(): torch.nn.functional only if the
         # forward pass or the loss reads it
         "functional": any("F." in FUNCS[f].torch for f in fns),
     }
+
+
+def _detached(blocks: list[dict], buffers: set[str]) -> list[dict]:
+    """torch_manual.py's forward blocks for torch_autograd.py: a buffer's update
+    (batchnorm's running statistics) reads the batch statistics, which autograd
+    tracks; .detach() keeps the buffer (of ``buffers``, the float ones) out of
+    the graph, as nn.BatchNorm1d updates its buffers without one."""
+    out = []
+    for block in blocks:
+        block = dict(block)
+        for key in ("lines", "train", "eval"):
+            if key in block:
+                block[key] = [
+                    {
+                        **line,
+                        "comments": [
+                            *line["comments"],
+                            "not part of the graph: .detach()",
+                        ],
+                        "code": f"({line['code']}).detach()",
+                    }
+                    if line["target"] in buffers
+                    else line
+                    for line in block[key]
+                ]
+        out.append(block)
+    return out
 
 
 # ------------------------------------------------------------------ the ladder, on the page
@@ -277,7 +318,12 @@ def ladder_steps(files: dict[str, str | bytes]) -> list[dict]:
             lineterm="",
         )
         steps.append(
-            {"file": after, "title": title, "before": before, "why": WHY[after],
-             "diff": "\n".join(diff)}
+            {
+                "file": after,
+                "title": title,
+                "before": before,
+                "why": WHY[after],
+                "diff": "\n".join(diff),
+            }
         )
     return steps

@@ -18,9 +18,7 @@ XOR_FIXED = [
     'grads["fc1.weight"] = d_fc1.T @ x',
 ]
 # the first attempt: act1ᵀ @ ∂L/∂fc2 is (5, 1), the transpose of the weight
-XOR_FIRST = [
-    line.replace("d_fc2.T @ act1", "act1.T @ d_fc2") for line in XOR_FIXED
-]
+XOR_FIRST = [line.replace("d_fc2.T @ act1", "act1.T @ d_fc2") for line in XOR_FIXED]
 
 _SOFTMAX = """n = len(y)
 probs = np.exp(scores - scores.max(axis=1, keepdims=True))

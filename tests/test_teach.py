@@ -74,7 +74,9 @@ def with_one_wrong_line(text: str, target: str) -> str:
     statement = next(
         s
         for s in backward.body
-        if isinstance(s, ast.Assign) and ast.unparse(s.targets[0]) == ast.unparse(ast.parse(target, mode="eval").body)
+        if isinstance(s, ast.Assign)
+        and ast.unparse(s.targets[0])
+        == ast.unparse(ast.parse(target, mode="eval").body)
     )
     lines = text.split("\n")
     lines.insert(statement.end_lineno, f"    {target} = {target} * 1.5")
@@ -109,7 +111,9 @@ def test_the_learning_page_derives_the_rules_the_network_uses():
     assert "**Element-wise operations** (sigmoid)." in section
     assert "σ(x)·(1 − σ(x))" in section
     assert "### tanh" not in section and "### dropout" not in section
-    spiral = (ROOT / "generated" / "spiral_dropout" / "README.md").read_text(encoding="utf-8")
+    spiral = (ROOT / "generated" / "spiral_dropout" / "README.md").read_text(
+        encoding="utf-8"
+    )
     section = spiral.split("## Why the rules hold", 1)[1].split("\n## ", 1)[0]
     assert "### dropout" in section and "### cross_entropy (the loss)" in section
     assert "the 1/p of the log cancels the p of softmax's derivative" in section
@@ -217,14 +221,18 @@ def test_one_wrong_line_is_named_alone(spec, target, taught, capsys, tmp_path):
     prog = build(SPEC[spec])
     from mlpgen.expr import math_text, numpy_code
 
-    name = next(math_text(ln.target) for ln in prog.backward if numpy_code(ln.target) == target)
+    name = next(
+        math_text(ln.target) for ln in prog.backward if numpy_code(ln.target) == target
+    )
     found = results(out)
     assert {g for g, r in found.items() if r != "correct"} == {name}
     assert found[name] == "WRONG"
     assert f"First to fix: {name} ({wrong.name}, line " in out
     assert "should be:" not in out
     status, hinted = grade(folder, capsys, wrong, "--hint")
-    formula = next(math_text(ln.expr) for ln in prog.backward if numpy_code(ln.target) == target)
+    formula = next(
+        math_text(ln.expr) for ln in prog.backward if numpy_code(ln.target) == target
+    )
     assert hinted.count("should be:") == 1
     assert f"should be: {name} = {formula}" in hinted
 
@@ -234,7 +242,10 @@ def test_a_line_that_raises_is_named_and_the_others_graded(taught, capsys, tmp_p
     text = (folder / "numpy_backprop.py").read_text(encoding="utf-8")
     broken = tmp_path / "broken.py"
     broken.write_text(
-        text.replace("d_act1 = d_fc2 @ params[\"fc2.weight\"]", "d_act1 = d_fc2 @ params[\"fc1.weight\"]"),
+        text.replace(
+            'd_act1 = d_fc2 @ params["fc2.weight"]',
+            'd_act1 = d_fc2 @ params["fc1.weight"]',
+        ),
         encoding="utf-8",
     )
     status, out = grade(folder, capsys, broken)
@@ -247,11 +258,27 @@ def test_a_line_that_raises_is_named_and_the_others_graded(taught, capsys, tmp_p
 @pytest.mark.parametrize(
     "spec, level, first, fixed, named, why",
     [
-        ("xor", "guided", "XOR_FIRST", "XOR_FIXED", "∂L/∂fc2.weight", "shape (5, 1), should be (1, 5)"),
-        ("spiral_dropout", "hard", "SPIRAL_DROPOUT_FIRST", "SPIRAL_DROPOUT_FIXED", "∂L/∂scores", "WRONG"),
+        (
+            "xor",
+            "guided",
+            "XOR_FIRST",
+            "XOR_FIXED",
+            "∂L/∂fc2.weight",
+            "shape (5, 1), should be (1, 5)",
+        ),
+        (
+            "spiral_dropout",
+            "hard",
+            "SPIRAL_DROPOUT_FIRST",
+            "SPIRAL_DROPOUT_FIXED",
+            "∂L/∂scores",
+            "WRONG",
+        ),
     ],
 )
-def test_the_exercise_done_as_a_learner_would(spec, level, first, fixed, named, why, tmp_path, capsys):
+def test_the_exercise_done_as_a_learner_would(
+    spec, level, first, fixed, named, why, tmp_path, capsys
+):
     """Backward passes written by hand (tests/teach_answers.py): the first
     attempt is graded wrong at exactly its mistake, the fix passes and trains
     exactly as numpy_backprop.py does."""
@@ -283,12 +310,22 @@ def test_the_hard_level_keeps_only_headers_and_shapes(tmp_path):
     assert "# Grad of: act2 = σ(fc2)" in body
     assert "# ∂L/∂fc2: shape (N, 1)" in body
     assert "# ∂L/∂fc2.weight: shape (1, 5)" in body
-    gradients = [line.strip() for line in body.splitlines() if line.strip().startswith("# ∂L/∂")]
-    assert len(gradients) == 6 and not any("=" in line for line in gradients)  # no formula
+    gradients = [
+        line.strip() for line in body.splitlines() if line.strip().startswith("# ∂L/∂")
+    ]
+    assert len(gradients) == 6 and not any(
+        "=" in line for line in gradients
+    )  # no formula
     assert body.count(" = None  # TODO") == 6
     # the hard level unpacks every value the forward pass cached
-    assert 'x, fc1, act1, fc2, act2 = (' in body or "x, fc1, act1, fc2, act2 = cache" in body
-    guided = (compile_spec(SPEC["xor"], tmp_path / "g", Teaching(exercise="guided")) / "exercise.py").read_text()
+    assert (
+        "x, fc1, act1, fc2, act2 = (" in body
+        or "x, fc1, act1, fc2, act2 = cache" in body
+    )
+    guided = (
+        compile_spec(SPEC["xor"], tmp_path / "g", Teaching(exercise="guided"))
+        / "exercise.py"
+    ).read_text()
     assert "# ∂L/∂fc2 = ∂L/∂act2 ⊙ (1 − act2) ⊙ act2    (N, 1)" in guided
 
 
@@ -296,8 +333,14 @@ def test_the_exercise_is_numpy_backprop_but_for_backward(taught):
     folder = taught["two_branch"]
     exercise = (folder / "exercise.py").read_text(encoding="utf-8")
     derived = (folder / "numpy_backprop.py").read_text(encoding="utf-8")
-    assert exercise.split("def forward(", 1)[1].split("\n# Until you write them", 1)[0] in derived
-    assert exercise.split("\ndef init_optimizer", 1)[1] == derived.split("\ndef init_optimizer", 1)[1]
+    assert (
+        exercise.split("def forward(", 1)[1].split("\n# Until you write them", 1)[0]
+        in derived
+    )
+    assert (
+        exercise.split("\ndef init_optimizer", 1)[1]
+        == derived.split("\ndef init_optimizer", 1)[1]
+    )
 
 
 # ------------------------------------------------------------------ the ladder
@@ -307,7 +350,9 @@ def _dumps(folder: Path, tmp_path: Path, epochs: int | None) -> dict:
     out = {}
     for impl in RUNGS:
         path = tmp_path / f"{folder.name}_{impl}.npz"
-        args = ["--quiet", "--dump", str(path)] + (["--epochs", str(epochs)] if epochs else [])
+        args = ["--quiet", "--dump", str(path)] + (
+            ["--epochs", str(epochs)] if epochs else []
+        )
         load_module(folder / f"{impl}.py", f"{folder.name}_{impl}_ladder").main(args)
         with np.load(path) as archive:
             out[impl] = dict(archive)
@@ -349,7 +394,39 @@ def test_every_rung_agrees_on_the_coverage_specs(name, tmp_path):
     positive weights, both L2 variants, float32: the whole (short) run."""
     path = write(tmp_path, COVERAGE[name])
     folder = compile_spec(path, tmp_path / "out", Teaching(ladder=True))
-    worst = _worst(_dumps(folder, tmp_path, None), COVERAGE[name].get("dtype", "float64"))
+    worst = _worst(
+        _dumps(folder, tmp_path, None), COVERAGE[name].get("dtype", "float64")
+    )
+    for impl, (ratio, key) in worst.items():
+        assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
+
+
+@pytest.mark.skipif("batchnorm" not in LAYERS, reason="needs the layers track's batchnorm")
+def test_the_autograd_rung_keeps_running_statistics_out_of_the_graph(tmp_path):
+    """torch_autograd.py updates batchnorm's buffers from tracked batch
+    statistics: detached, as nn.BatchNorm1d's, and the same numbers."""
+    spec = {
+        "name": "bn",
+        "data": {"kind": "spiral", "n_per_class": 10, "classes": 3},
+        "model": {
+            "layers": [
+                # no bias before batchnorm: its gradient is 0 but for rounding,
+                # which Adam would blow up (generated-code.md, long runs)
+                {"name": "fc1", "type": "linear", "out": 6, "bias": False},
+                {"name": "bn1", "type": "batchnorm"},
+                {"name": "act1", "type": "relu"},
+                {"name": "fc2", "type": "linear", "out": 3},
+            ]
+        },
+        "loss": {"type": "cross_entropy"},
+        "train": {"optimizer": {"type": "adam", "lr": 0.01}, "epochs": 3, "batch_size": 8},
+    }
+    folder = compile_spec(write(tmp_path, spec), tmp_path / "out", Teaching(ladder=True))
+    autograd = load_module(folder / "torch_autograd.py", "bn_autograd")
+    params, buffers, data = autograd.init_params(), autograd.init_buffers(), autograd.load_data()
+    autograd.train(params, buffers, data, quiet=True)
+    assert not any(b.requires_grad for b in buffers.values())
+    worst = _worst(_dumps(folder, tmp_path, None), "float64")
     for impl, (ratio, key) in worst.items():
         assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
 
@@ -371,7 +448,15 @@ def test_the_generated_crosscheck_runs_the_ladder(taught):
     text = (folder / "test_crosscheck.py").read_text(encoding="utf-8")
     assert '"torch_autograd", "torch_nn", "torch_optim"' in text
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_crosscheck.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_crosscheck.py",
+        ],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -379,7 +464,9 @@ def test_the_generated_crosscheck_runs_the_ladder(taught):
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "7 passed" in r.stdout  # five implementations against numpy_backprop, and two more
+    assert (
+        "7 passed" in r.stdout
+    )  # five implementations against numpy_backprop, and two more
 
 
 def test_each_rung_is_the_idiom_of_its_rung(taught):
@@ -390,13 +477,17 @@ def test_each_rung_is_the_idiom_of_its_rung(taught):
     assert "BCE_EPS" not in autograd and "F.one_hot" not in autograd
     nn_ = (chain / "torch_nn.py").read_text()
     assert "nn.Sequential(" in nn_ and '("drop", Dropout(0.1, dropout_rng)),' in nn_
-    assert "def optimizer_step(params, grads, state):" in nn_ and "optimizer.step()" not in nn_
+    assert (
+        "def optimizer_step(params, grads, state):" in nn_
+        and "optimizer.step()" not in nn_
+    )
     assert "criterion = nn.CrossEntropyLoss(weight=CLASS_WEIGHT)" in nn_
     optim = (chain / "torch_optim.py").read_text()
     assert "torch.optim.Adam(" in optim and "def optimizer_step" not in optim
-    assert "class SpiralDropout" not in optim and "class SpiralDropout(nn.Module)" in (
-        chain / "torch_module.py"
-    ).read_text()
+    assert (
+        "class SpiralDropout" not in optim
+        and "class SpiralDropout(nn.Module)" in (chain / "torch_module.py").read_text()
+    )
     assert not is_chain(build(SPEC["two_branch"]))
     dag_optim = (dag / "torch_optim.py").read_text()
     assert "nn.ModuleDict(" in dag_optim and "def forward(model, x):" in dag_optim
@@ -419,7 +510,10 @@ def test_the_learning_page_climbs_the_ladder(taught):
     assert "first_step" not in section  # the plumbing is left out
     autograd = diffs[1].split("```", 1)[0]
     assert "-def backward(params, cache, y):" in autograd
-    assert "+        loss.backward()  # ∂L/∂p into p.grad, for every parameter p" in autograd
+    assert (
+        "+        loss.backward()  # ∂L/∂p into p.grad, for every parameter p"
+        in autograd
+    )
     assert "| `torch_autograd.py` |" in readme and "| `grade.py` |" in readme
 
 
@@ -434,7 +528,9 @@ def test_nn_container_attributes_are_torchs():
 
 
 @pytest.mark.parametrize("name, chain", [("pop", True), ("keys", False)])
-def test_a_layer_named_like_a_container_method_is_refused_by_the_ladder(name, chain, tmp_path, capsys):
+def test_a_layer_named_like_a_container_method_is_refused_by_the_ladder(
+    name, chain, tmp_path, capsys
+):
     layers = [
         {"name": name, "type": "linear", "out": 3},
         {"name": "act", "type": "tanh"},
@@ -477,10 +573,19 @@ def test_the_flags_of_compile(tmp_path, capsys):
     spec = str(SPEC["xor"])
     assert cli.main(["compile", "--exercise", spec, "-o", str(tmp_path / "a")]) == 0
     assert "# ∂L/∂fc2 = " in (tmp_path / "a" / "xor" / "exercise.py").read_text()
-    assert cli.main(["compile", spec, "--exercise=hard", "-o", str(tmp_path / "b")]) == 0
-    assert "# ∂L/∂fc2: shape (N, 1)" in (tmp_path / "b" / "xor" / "exercise.py").read_text()
+    assert (
+        cli.main(["compile", spec, "--exercise=hard", "-o", str(tmp_path / "b")]) == 0
+    )
+    assert (
+        "# ∂L/∂fc2: shape (N, 1)"
+        in (tmp_path / "b" / "xor" / "exercise.py").read_text()
+    )
     names = sorted(p.name for p in (tmp_path / "b" / "xor").iterdir())
-    assert "grade.py" in names and "torch_nn.py" not in names and "numpy_backprop.ipynb" not in names
+    assert (
+        "grade.py" in names
+        and "torch_nn.py" not in names
+        and "numpy_backprop.ipynb" not in names
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         cli.main(["compile", "--exercise=easy", spec, "-o", str(tmp_path / "c")])
@@ -528,7 +633,9 @@ def notebooks(tmp_path_factory):
     pytest.importorskip("nbclient")
     root = tmp_path_factory.mktemp("notebooks")
     return {
-        name: compile_spec(SPEC[name], root, Teaching(exercise="hard", ladder=True, notebook=True))
+        name: compile_spec(
+            SPEC[name], root, Teaching(exercise="hard", ladder=True, notebook=True)
+        )
         for name in NOTEBOOK_SPECS
     }
 
@@ -546,12 +653,21 @@ def test_the_notebook_is_the_file_and_runs_in_a_fresh_kernel(spec, notebooks, tm
     script = (folder / "numpy_backprop.py").read_text(encoding="utf-8")
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     functions = [c for c in code if c.lstrip("@").startswith(("def ", "np.errstate"))]
-    for name in ("load_data", "init_params", "forward", "loss_fn", "backward", "optimizer_step", "train"):
+    for name in (
+        "load_data",
+        "init_params",
+        "forward",
+        "loss_fn",
+        "backward",
+        "optimizer_step",
+        "train",
+    ):
         cell = next(c for c in code if c.startswith(f"def {name}("))
         if spec != "flowers_csv" or name != "load_data":
             assert cell in script, name
     assert all(
-        c.replace("pathlib.Path.cwd() /", "pathlib.Path(__file__).resolve().parent /") in script
+        c.replace("pathlib.Path.cwd() /", "pathlib.Path(__file__).resolve().parent /")
+        in script
         for c in functions
     )
     assert "def first_step" not in "".join(code) and "def main" not in "".join(code)
@@ -559,20 +675,37 @@ def test_the_notebook_is_the_file_and_runs_in_a_fresh_kernel(spec, notebooks, tm
     assert r"\begin{aligned}" in markdown and r"\frac{\partial L}{\partial" in markdown
     # its outputs are kept: the training log, as the script prints it, and the curve
     printed = subprocess.run(
-        [sys.executable, "numpy_backprop.py"], cwd=folder, capture_output=True, text=True, check=True
+        [sys.executable, "numpy_backprop.py"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     streams = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )
     assert printed.strip() in streams
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 1
     # and it runs again, top to bottom, in a fresh kernel from its own folder
     for c in nb.cells:
         if c.cell_type == "code":
             c.outputs = []
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
-    again = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+    again = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert printed.strip() in again
 
 
@@ -590,4 +723,6 @@ def test_the_notebook_is_the_same_bytes_every_time(notebooks, tmp_path):
     )  # fmt: skip
     plain = ROOT / "generated" / "xor"
     for name in ("numpy_backprop.py", "torch_manual.py", "torch_module.py"):
-        assert (notebooks["xor"] / name).read_bytes() == (plain / name).read_bytes(), name
+        assert (notebooks["xor"] / name).read_bytes() == (plain / name).read_bytes(), (
+            name
+        )
