@@ -72,26 +72,21 @@ def _class_weight_problems(spec: Any) -> list[Problem]:
 
 
 def _split_problems(spec: Any, data_info: Any) -> list[Problem]:
-    """A val or test part asked for (> 0) that the rounding leaves empty."""
+    """A val part asked for (val > 0) that the rounding down leaves empty.
+
+    (The train part is checked with the data; the test part, the rest, is
+    never empty when test > 0: int(train·n) + int(val·n) < (train + val)·n < n.)
+    """
     split = spec.data.split
     n = data_info.n
-    if split is None or n is None:
+    if split is None or n is None or split.val == 0 or int(split.val * n) > 0:
         return []
-    n_train, n_val = int(split.train * n), int(split.val * n)
-    sizes = {"val": n_val, "test": n - n_train - n_val}
-    found = []
-    for part, size in sizes.items():
-        fraction = getattr(split, part)
-        if fraction > 0 and size <= 0:
-            taken = f"train takes int({show(split.train)}·{n}) = {n_train}"
-            if part == "test":
-                taken += f", val int({show(split.val)}·{n}) = {n_val}"
-            message = (
-                f"{show(fraction)} of {n} samples leaves the {part} part empty "
-                f"({taken}); use a larger {part} fraction, more data, or 0"
-            )
-            found.append((f"data.split.{part}", message))
-    return found
+    message = (
+        f"{show(split.val)} of {n} samples is {split.val * n:.3g}, which rounds "
+        f"down to 0: the val part would be empty (and its loss 0/0); use a larger "
+        "val fraction, more data, or val 0"
+    )
+    return [("data.split.val", message)]
 
 
 def _standardize_problems(spec: Any, data_info: Any) -> list[Problem]:

@@ -198,16 +198,13 @@ def _read_regular_file(path: Path, written: str) -> bytes:
                 f"limit of {MAX_FILE_BYTES:,} for a data file"
             )
         with os.fdopen(os.dup(fd), "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+            raw = f.read(info.st_size + 1)  # one byte more: did it grow?
     except OSError as e:
         raise _FileProblem(f"cannot read {show(str(path))}: {e.strerror}") from None
     finally:
         os.close(fd)
-    if len(raw) > MAX_FILE_BYTES:  # it grew while being read
-        raise _FileProblem(
-            f"{show(written)} is larger than mlpgen's limit of {MAX_FILE_BYTES:,} "
-            "bytes for a data file"
-        )
+    if len(raw) > info.st_size:
+        raise _FileProblem(f"{show(written)} grew while it was read")
     return raw
 
 

@@ -176,17 +176,31 @@ def test_the_fixed_specs_do_not_warn(tmp_path):
             None,
         ),
         (
-            [LINEAR3, {"type": "sigmoid"}, {"type": "activation", "expr": "log(x)"}, LINEAR1],
+            [
+                LINEAR3,
+                {"type": "sigmoid"},
+                {"type": "activation", "expr": "log(x)"},
+                LINEAR1,
+            ],
             {"type": "mse"},
             None,
         ),
         (
-            [LINEAR3, {"type": "relu"}, {"type": "activation", "expr": "x**1.5"}, LINEAR1],
+            [
+                LINEAR3,
+                {"type": "relu"},
+                {"type": "activation", "expr": "x**1.5"},
+                LINEAR1,
+            ],
             {"type": "mse"},
             None,
         ),
         (
-            [LINEAR3, {"type": "activation", "expr": "x * tanh(log(1 + exp(x)))"}, LINEAR1],
+            [
+                LINEAR3,
+                {"type": "activation", "expr": "x * tanh(log(1 + exp(x)))"},
+                LINEAR1,
+            ],
             {"type": "mse"},
             None,
         ),
@@ -251,8 +265,7 @@ def test_compile_prints_the_warnings_on_stderr_and_exits_0(tmp_path):
     r = mlpgen("compile", spec, "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == [
-        f"warning: {spec}: train.optimizer.eps: "
-        + lint.warnings(build(spec))[0][1]
+        f"warning: {spec}: train.optimizer.eps: " + lint.warnings(build(spec))[0][1]
     ]
     assert r.stdout.splitlines() == [f"wrote {tmp_path / 'out' / 'lint_case'}/"]
 

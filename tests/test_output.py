@@ -236,8 +236,10 @@ def test_a_failing_render_write_is_one_line(tmp_path, monkeypatch, capsys):
     code = cli.main(["render", str(XOR), "-o", str(tmp_path / "d")])
     assert code == status.OUTPUT_ERROR
     assert capsys.readouterr().err.splitlines() == [
-        f"error: {XOR}: cannot write the diagrams into {tmp_path / 'd'}: "
-        "No space left on device"
+        (
+            f"error: {XOR}: cannot write the diagrams into {tmp_path / 'd'}: "
+            "No space left on device"
+        )
     ]
 
 
@@ -306,7 +308,11 @@ def without(*modules: str, argv: list[str], cwd: Path) -> subprocess.CompletedPr
     ids=["crosstest", "run-torch", "run-tqdm", "plot-matplotlib", "plot-torch", "compare-plot", "ruff"],
 )  # fmt: skip
 def test_a_missing_optional_package_names_its_extra(tmp_path, modules, argv, line):
-    r = without(*modules, argv=[*argv, *(["-o", "out"] if argv[0] == "compile" else [])], cwd=tmp_path)
+    r = without(
+        *modules,
+        argv=[*argv, *(["-o", "out"] if argv[0] == "compile" else [])],
+        cwd=tmp_path,
+    )
     assert r.returncode == status.MISSING_DEPENDENCY, r.stderr
     assert r.stderr.splitlines() == [line]
     assert "Traceback" not in r.stderr
