@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from hypothesis import settings
@@ -38,6 +41,7 @@ def pytest_collection_modifyitems(config, items):
         if "dot" in item.keywords:
             item.add_marker(skip)
 
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))
 
@@ -64,3 +68,21 @@ def compiled(tmp_path_factory):
         return done[spec]
 
     return get
+
+
+def training_forward(nb, x, dropout_seed: int = 1):
+    """params -> nb.forward(...) on ``x`` in training mode, with the same dropout
+    masks at every call and fresh buffers: a deterministic, smooth function of
+    the parameters, for finite differences."""
+    arguments = inspect.signature(nb.forward).parameters
+
+    def run(params):
+        head = (params, nb.init_buffers()) if "buffers" in arguments else (params,)
+        options = {}
+        if "training" in arguments:
+            options["training"] = True
+        if "dropout_rng" in arguments:
+            options["dropout_rng"] = np.random.default_rng(dropout_seed)
+        return nb.forward(*head, x, **options)
+
+    return run

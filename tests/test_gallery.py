@@ -12,7 +12,7 @@ import pytest
 from mlpgen.compiler import MARKER, marker_text
 from mlpgen.crosstest import IMPLEMENTATIONS, compare
 
-from .conftest import ROOT, SPECS, load_module
+from .conftest import ROOT, SPECS, load_module, training_forward
 
 IDS = [p.stem for p in SPECS]
 
@@ -62,16 +62,13 @@ def test_gradients_match_finite_differences(spec, compiled):
     params = {k: v.astype(np.float64) for k, v in nb.init_params().items()}
     uses_params = "params" in nb.loss_fn.__code__.co_varnames
 
-    # one fixed set of dropout masks, so the loss is a deterministic function
-    extra = ()
-    if hasattr(nb, "draw_masks"):
-        extra = (nb.draw_masks(np.random.default_rng(1), len(x)),)
+    run = training_forward(nb, x)  # one fixed set of dropout masks
 
     def loss(params):
-        out = nb.forward(params, x, *extra)[0]
+        out = run(params)[0]
         return float(nb.loss_fn(out, y, params) if uses_params else nb.loss_fn(out, y))
 
-    grads = nb.backward(params, nb.forward(params, x, *extra)[1], y)
+    grads, _ = nb.backward(params, run(params)[1], y)
     rng = np.random.default_rng(0)
     for name, p in params.items():
         flat = p.reshape(-1)

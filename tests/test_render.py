@@ -163,7 +163,7 @@ def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
     # fan-out parts feed the sum, concat edges name their columns, the mask is drawn
     edges = svg_edges(folder / "backward.svg")
     assert {("d_act1_from_res", "d_act1"), ("d_act1_from_drop1", "d_act1")} <= edges
-    assert ('masks["drop1"]', "d_act1_from_drop1") in edges
+    assert ("drop1_mask", "d_act1_from_drop1") in edges
     forward = svg_texts(folder / "forward.svg")
     assert "(N, 4) → cols 0:4" in forward and "(N, 2) → cols 4:6" in forward
 
