@@ -50,7 +50,9 @@ def render(prog: autodiff.Program) -> dict[str, str | bytes]:
     try:
         env = environment()
         ctx = {**context(prog), **readme_context(prog)}
-        files = {name: env.get_template(name + ".j2").render(ctx) for name in FILES}
+        files: dict[str, str | bytes] = {
+            name: env.get_template(name + ".j2").render(ctx) for name in FILES
+        }
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
             for name in FILES:
                 if name.endswith(".py"):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .ops import LOSSES
 from .schema import show
-from .spec import MAX_FEATURES, MAX_SAMPLES, MAX_VALUES, Spec, SpecError
+from .spec import MAX_FEATURES, MAX_SAMPLES, MAX_VALUES, FileData, Spec, SpecError
 from .text import one_line
 
 MAX_FILE_BYTES = 50_000_000  # a data file (.csv or .npz), read whole
@@ -148,6 +148,7 @@ class _FileProblem(Exception):
 
 def _describe_file(spec: Spec, classification: bool) -> DataInfo:
     d = spec.data
+    assert isinstance(d, FileData)
     path = Path(spec.base_dir) / d.path
     try:
         raw = _read_regular_file(path, d.path)

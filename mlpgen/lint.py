@@ -122,9 +122,9 @@ def cost_table(prog: Program) -> str:
     lines = [
         f"one training step {batch}, {net.spec.dtype}: {_num(step_flops(prog, n))} FLOPs"
     ]
-    for i, r in enumerate(table):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:])
+    for i, cols in enumerate(table):
+        cells = [cols[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(cols[1:], widths[1:])
         ]
         lines.append("  ".join(cells).rstrip())
         if i == 0 or i == len(table) - 2:
@@ -156,7 +156,7 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
     """(key path, message) for each choice that is legal but rarely meant."""
     net = prog.net
     spec = net.spec
-    loss = spec.loss
+    loss: Any = spec.loss  # each loss type has keys of its own
     opt = spec.train.optimizer
     last = net.output
     at_last = f"{last.path} ({last.name})"
