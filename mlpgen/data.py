@@ -255,6 +255,11 @@ def _describe_csv(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
                         f"({_names(header, 5)}): a .csv needs a header row naming "
                         "its columns; add one"
                     )
+                if len(header) - 1 > MAX_FEATURES:
+                    raise _FileProblem(
+                        f"{show(d.path)} has {len(header) - 1:,} feature columns, "
+                        f"more than mlpgen's limit of {MAX_FEATURES:,}"
+                    )
                 t = _target_column(d.target, header)
                 continue
             if len(cells) != len(header):
@@ -290,11 +295,6 @@ def _describe_csv(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
         raise _FileProblem(
             f"{show(d.path)} has one column: it needs the target and at least "
             "one feature"
-        )
-    if width - 1 > MAX_FEATURES:
-        raise _FileProblem(
-            f"{show(d.path)} has {width - 1:,} feature columns, more than mlpgen's "
-            f"limit of {MAX_FEATURES:,}"
         )
     classes = _classes(
         values[t::width],

@@ -149,6 +149,15 @@ def test_a_csv_with_too_many_rows_stops_reading_at_the_limit(tmp_path, monkeypat
     assert MAX_SAMPLES == 10_000_000  # the README's limit, patched only here
 
 
+def test_a_csv_with_too_many_columns_stops_at_the_header(tmp_path, monkeypatch):
+    (tmp_path / "t.csv").write_text("a,b,c,y\n" + "1,2,3,4\n" * 5)
+    monkeypatch.setattr(data, "MAX_FEATURES", 2)
+    assert problem(write_spec(tmp_path, "t.csv", target="y")) == (
+        "data.path",
+        "'t.csv' has 3 feature columns, more than mlpgen's limit of 2",
+    )
+
+
 # ------------------------------------------------------------------ NPZ
 
 
