@@ -211,6 +211,7 @@ def test_variable_exponents_are_derived_not_a_traceback(tmp_path, expr):
     assert "np.log(" in source  # (u**v)′ = u**v·(v′·log u + v·u′/u)
 
 
+@pytest.mark.slow
 def test_x_to_the_x_agrees_with_autograd_where_it_is_defined(tmp_path):
     """After a sigmoid the input is positive: the derived slope matches torch."""
     layers = [

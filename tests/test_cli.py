@@ -156,6 +156,7 @@ def test_python_dash_m_and_console_script_agree():
         assert r2.stdout == r.stdout
 
 
+@pytest.mark.slow
 def test_crosstest_command_agrees():
     r = mlpgen("crosstest", XOR, "--epochs", "50")
     assert r.returncode == 0, r.stderr
@@ -175,6 +176,7 @@ def test_generated_script_rejects_bad_arguments(compiled):
     assert "argument --epochs: must be a positive integer, got 0" in r.stderr
 
 
+@pytest.mark.slow
 def test_compile_plot_adds_the_loss_figure_and_nothing_else(tmp_path):
     spec = write(
         tmp_path,

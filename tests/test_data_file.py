@@ -165,6 +165,7 @@ def test_bad_files_are_spec_errors(tmp_path, make, data, where, message):
 # ------------------------------------------------------------ the generated scripts
 
 
+@pytest.mark.slow
 def test_scripts_read_their_own_copy_from_any_working_directory(tmp_path):
     shutil.copy(FLOWERS, tmp_path / "flowers.csv")
     prog = build(write_spec(tmp_path, {"path": "flowers.csv", "target": "species"}))

@@ -253,6 +253,7 @@ def _draw_spec(data, gentle: bool) -> dict:
     return spec
 
 
+@pytest.mark.slow
 @CHEAP
 @given(data=st.data())
 def test_a_mutated_spec_compiles_or_is_a_spec_error(folder, data):
@@ -269,6 +270,7 @@ def test_a_mutated_spec_compiles_or_is_a_spec_error(folder, data):
     assert {"numpy_backprop.py", "torch_manual.py", "torch_module.py"} <= set(files)
 
 
+@pytest.mark.slow
 @CROSS_TESTED
 @given(data=st.data())
 def test_a_gently_mutated_spec_that_compiles_passes_its_cross_test(folder, data):

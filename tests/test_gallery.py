@@ -29,6 +29,7 @@ def dumps_of(folder, tmp_path):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_three_implementations_agree(spec, compiled, tmp_path):
     from mlpgen.spec import load_spec

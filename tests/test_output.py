@@ -274,6 +274,7 @@ def test_a_failing_render_write_is_one_line(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------- the current directory
 
 
+@pytest.mark.slow
 def test_nothing_is_written_into_the_current_directory(tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()

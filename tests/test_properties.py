@@ -291,6 +291,7 @@ def diverged(losses: np.ndarray) -> bool:
     return not np.isfinite(losses).all() or np.abs(losses).max() > 1e100
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(specs())
 def test_random_networks_agree_and_match_finite_differences(spec):
