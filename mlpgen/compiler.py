@@ -50,21 +50,21 @@ def render(prog: autodiff.Program) -> dict[str, str | bytes]:
     try:
         env = environment()
         ctx = {**context(prog), **readme_context(prog)}
-        files: dict[str, str | bytes] = {
-            name: env.get_template(name + ".j2").render(ctx) for name in FILES
-        }
+        texts = {name: env.get_template(name + ".j2").render(ctx) for name in FILES}
+        files: dict[str, str | bytes] = dict(texts)
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
             for name in FILES:
                 if name.endswith(".py"):
-                    Path(tmp, name).write_text(files[name], encoding="utf-8")
+                    Path(tmp, name).write_text(texts[name], encoding="utf-8")
             # no cache, run inside the scratch folder: nothing lands in the
             # user's current directory (which may not even be writable)
             ruff = [ruff_bin(), "format", "--isolated", "--no-cache", "--quiet"]
             subprocess.run([*ruff, "--line-length", "88", "."], check=True, cwd=tmp)
             for name in FILES:
                 if name.endswith(".py"):
-                    files[name] = Path(tmp, name).read_text(encoding="utf-8")
-                    ast.parse(files[name], filename=name)
+                    formatted = Path(tmp, name).read_text(encoding="utf-8")
+                    ast.parse(formatted, filename=name)
+                    files[name] = formatted
     finally:
         diagrams = drawing.files()  # waits for dot, and cleans up after it
     files.update(diagrams)
