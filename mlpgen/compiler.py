@@ -214,7 +214,14 @@ def check_replaceable(folder: Path | str, source: str = "") -> None:
     listed = marker_files(folder)
     if listed is None:
         raise NotOurs(source, _not_ours(folder, "exists and"))
-    foreign = sorted(entries - listed - CACHES - {MARKER})
+    # what mlpgen wrote is a plain file; anything else under a listed name is not
+    foreign = sorted(
+        name
+        for name in entries - CACHES - {MARKER}
+        if name not in listed
+        or (folder / name).is_symlink()
+        or not (folder / name).is_file()
+    )
     if foreign:
         shown_names = ", ".join(repr(name) for name in foreign[:5])
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""

@@ -98,6 +98,20 @@ def test_a_file_added_to_mlpgens_folder_stops_the_next_compile(tmp_path):
     assert not (out / "xor" / "__pycache__").exists()
 
 
+def test_a_folder_in_place_of_a_listed_file_is_not_mlpgens(tmp_path):
+    out = tmp_path / "out"
+    assert mlpgen("compile", XOR, "-o", out).returncode == 0
+    (out / "xor" / "README.md").unlink()
+    (out / "xor" / "README.md").mkdir()
+    (out / "xor" / "README.md" / "mine.txt").write_text("mine")
+    before = tree_hash(out)
+    r = mlpgen("compile", XOR, "-o", out)
+    one_error(
+        r, status.BAD_INPUT, "holds files that mlpgen did not write ('README.md')"
+    )
+    assert tree_hash(out) == before
+
+
 def test_a_marker_must_be_mlpgens_to_count(tmp_path):
     out = tmp_path / "out"
     (out / "xor").mkdir(parents=True)
