@@ -27,7 +27,9 @@ def test_every_relative_link_leads_to_a_file_and_its_section(doc):
         file = (doc.parent / path) if path else doc
         assert file.is_file(), f"{doc.name}: {target}"
         if anchor and file.suffix == ".md":
-            headings = re.findall(r"^#+ (.+)$", file.read_text(encoding="utf-8"), re.MULTILINE)
+            headings = re.findall(
+                r"^#+ (.+)$", file.read_text(encoding="utf-8"), re.MULTILINE
+            )
             slugs = {
                 re.sub(r"[^\w -]", "", h).strip().lower().replace(" ", "-")
                 for h in headings
