@@ -18,7 +18,6 @@ and the kernel's description is reduced to its name.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import subprocess
 import tempfile
@@ -30,7 +29,6 @@ from .ops import LOSSES
 from .teach import NotebookFailed
 from .text import markdown
 
-PACKAGES = ("nbformat", "nbclient", "ipykernel")
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CELL_TIMEOUT = 600  # seconds: the training cell of a large network
 
@@ -60,11 +58,6 @@ ORDER = (
     "train",
 )
 PLUMBING = re.compile(r"^# -{20,}\n# Running this file", re.MULTILINE)
-
-
-def missing_packages() -> list[str]:
-    """The packages --notebook needs that are not installed."""
-    return [name for name in PACKAGES if importlib.util.find_spec(name) is None]
 
 
 # ------------------------------------------------------------------ the file, cut

@@ -275,6 +275,7 @@ def _at_most(limit: int, what: str) -> After:
             )
         return value
 
+    check.maximum = limit  # type: ignore[attr-defined]  # for the JSON Schema
     return After(check)
 
 

@@ -9,6 +9,7 @@ import filecmp
 import numpy as np
 import pytest
 
+from mlpgen.compiler import MARKER, marker_text
 from mlpgen.crosstest import IMPLEMENTATIONS, compare
 
 from .conftest import ROOT, SPECS, load_module, training_forward
@@ -28,6 +29,7 @@ def dumps_of(folder, tmp_path):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_three_implementations_agree(spec, compiled, tmp_path):
     from mlpgen.spec import load_spec
@@ -89,13 +91,14 @@ def test_gradients_match_finite_differences(spec, compiled):
         assert np.linalg.norm(numeric - derived) / scale < 1e-6, name
 
 
+@pytest.mark.dot
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_generated_gallery_is_fresh(spec, compiled):
     """generated/NAME/ holds exactly what the compiler writes today."""
     fresh = compiled(spec)
     checked_in = ROOT / "generated" / fresh.name
     assert checked_in.is_dir(), f"generated/{fresh.name} is missing: run mlpgen compile {spec}"
-    ignore = {"__pycache__", "loss.png"}
+    ignore = {"__pycache__", "loss.png", MARKER}
     names = sorted(p.name for p in fresh.iterdir() if p.name not in ignore)
     assert names == sorted(p.name for p in checked_in.iterdir() if p.name not in ignore)
     texts = [n for n in names if not n.endswith((".svg", ".png"))]
@@ -103,6 +106,9 @@ def test_generated_gallery_is_fresh(spec, compiled):
     assert not mismatch and not errors, (
         f"stale: {mismatch + errors}; regenerate with mlpgen compile --plot specs/*.yaml"
     )
+    # the marker lists the same files, and loss.png (compile --plot)
+    listed = (checked_in / MARKER).read_text(encoding="utf-8")
+    assert listed == marker_text([*names, "loss.png"]), "stale marker"
     # the learning page shows the loss curves that `compile --plot` draws
     png = (checked_in / "loss.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000, fresh.name

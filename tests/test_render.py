@@ -13,7 +13,7 @@ import pytest
 
 from mlpgen import cli, render
 from mlpgen.autodiff import loss_ctx, value
-from mlpgen.compiler import build, compile_spec
+from mlpgen.compiler import MARKER, build, compile_spec, marker_text
 from mlpgen.expr import Const, Sym, math_text, numpy_code
 from mlpgen.ops import LOSSES
 
@@ -127,6 +127,7 @@ def check_svgs(prog, folder):
                 assert (name, line.target.code) in edges, (name, line.target.code)
 
 
+@pytest.mark.dot
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_gallery_svgs_name_layers_parameters_and_gradients(spec, compiled):
     check_svgs(build(spec), compiled(spec))
@@ -144,6 +145,7 @@ def test_math_text_reads_like_the_textbook():
     assert numpy_code(x * 0.5) == "x * 0.5"
 
 
+@pytest.mark.dot
 def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
     folder = compile_spec(fanout_spec, tmp_path / "out")
     prog = build(fanout_spec)
@@ -166,6 +168,7 @@ def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
     assert "(N, 4) → cols 0:4" in forward and "(N, 2) → cols 4:6" in forward
 
 
+@pytest.mark.dot
 def test_escaping_helpers_make_valid_svg(tmp_path):
     """Ids with quotes and backslashes, labels with markup, through the real dot."""
     g = render.Digraph('t"x', render.label(render.escape('a\\b "q" <i> {|}')))
@@ -226,13 +229,15 @@ def test_compile_without_dot_writes_dot_files_and_one_note(no_dot, capsys, tmp_p
 
 
 def test_render_without_dot_removes_stale_svgs(no_dot, capsys, tmp_path):
-    (tmp_path / "forward.svg").write_text("<svg>stale</svg>")
+    (tmp_path / "forward.svg").write_text("<svg>stale</svg>")  # an earlier render's
+    (tmp_path / MARKER).write_text(marker_text(["forward.svg"]))
     (tmp_path / "keep.txt").write_text("mine")
     assert (
         cli.main(["render", str(ROOT / "specs" / "xor.yaml"), "-o", str(tmp_path)]) == 0
     )
     assert capsys.readouterr().err.splitlines() == [render.MISSING_DOT]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        MARKER,
         "backward.dot",
         "forward.dot",
         "keep.txt",
@@ -251,12 +256,14 @@ def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
     assert line.startswith("note: Graphviz 'dot' failed on forward.dot (exit status 1)")
 
 
+@pytest.mark.dot
 def test_render_command_writes_four_files_and_keeps_the_rest(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     spec = ROOT / "specs" / "xor.yaml"
     assert cli.main(["render", str(spec), "-o", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
+        MARKER,
         "backward.dot",
         "backward.svg",
         "forward.dot",

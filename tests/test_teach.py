@@ -595,13 +595,18 @@ def test_the_flags_of_compile(tmp_path, capsys):
 
 
 def test_notebook_without_its_packages(tmp_path, capsys, monkeypatch):
-    from mlpgen import notebook
+    import importlib.util
 
-    monkeypatch.setattr(notebook, "missing_packages", lambda: ["nbclient", "ipykernel"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "nbclient" else real(name, *a),
+    )
     status = cli.main(["compile", "--notebook", str(SPEC["xor"]), "-o", str(tmp_path)])
-    assert status == 2
+    assert status == 4
     assert capsys.readouterr().err == (
-        "error: --notebook needs nbclient, ipykernel: pip install 'mlpgen[notebook]'\n"
+        "error: mlpgen compile --notebook needs nbclient: pip install 'mlpgen[notebook]'\n"
     )
     assert not any(tmp_path.iterdir())
 
@@ -717,7 +722,7 @@ def test_the_notebook_is_the_same_bytes_every_time(notebooks, tmp_path):
     # all three flags together write every file, and nothing else changes
     names = sorted(p.name for p in notebooks["xor"].iterdir())
     assert names == sorted(
-        ["README.md", "backward.dot", "backward.svg", "exercise.py", "forward.dot", "forward.svg",
+        [".mlpgen", "README.md", "backward.dot", "backward.svg", "exercise.py", "forward.dot", "forward.svg",
          "grade.py", "numpy_backprop.ipynb", "numpy_backprop.py", "test_crosscheck.py",
          "torch_autograd.py", "torch_manual.py", "torch_module.py", "torch_nn.py", "torch_optim.py"]
     )  # fmt: skip
