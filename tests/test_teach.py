@@ -601,12 +601,12 @@ def test_notebook_without_its_packages(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda name, *a: None if name == "nbclient" else real(name, *a),
+        lambda name, *a: None if name.startswith("nb") else real(name, *a),
     )
     status = cli.main(["compile", "--notebook", str(SPEC["xor"]), "-o", str(tmp_path)])
     assert status == 4
     assert capsys.readouterr().err == (
-        "error: mlpgen compile --notebook needs nbclient: pip install 'mlpgen[notebook]'\n"
+        "error: mlpgen compile --notebook needs nbformat: pip install 'mlpgen[notebook]'\n"
     )
     assert not any(tmp_path.iterdir())
 
