@@ -266,7 +266,7 @@ WHY = {
         "now run on a GPU, but the gradients are still derived by hand."
     ),
     "torch_autograd.py": (
-        "backward() is gone. The parameters are tensors that require "
+        "The derived backward() is gone. The parameters are tensors that require "
         "gradients, so autograd records every operation of the forward pass, "
         "and loss.backward() fills p.grad with ∂L/∂p. The update is still "
         "written out, under torch.no_grad() so that it is not recorded, and "

@@ -199,6 +199,26 @@ def test_grade_py_from_the_command_line(taught):
     assert missing.stderr.strip() == "error: nothing.py: no such file"
 
 
+def test_grade_py_works_copied_with_the_exercise_and_numpy_backprop(taught, tmp_path):
+    """What a teacher hands out: the three files, in a folder of their own."""
+    for name in ("exercise.py", "grade.py", "numpy_backprop.py"):
+        (tmp_path / name).write_bytes((taught["spiral_dropout"] / name).read_bytes())
+    blank = subprocess.run(
+        [sys.executable, "grade.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert blank.returncode == 1 and "0 of 8 correct." in blank.stdout
+    assert "First to fix: ∂L/∂scores (exercise.py, line " in blank.stdout
+    derived = subprocess.run(
+        [sys.executable, str(tmp_path / "grade.py"), str(tmp_path / "numpy_backprop.py")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert derived.returncode == 0 and "8 of 8 correct." in derived.stdout
+
+
 @pytest.mark.parametrize(
     "spec, target",
     [
@@ -401,7 +421,9 @@ def test_every_rung_agrees_on_the_coverage_specs(name, tmp_path):
         assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
 
 
-@pytest.mark.skipif("batchnorm" not in LAYERS, reason="needs the layers track's batchnorm")
+@pytest.mark.skipif(
+    "batchnorm" not in LAYERS, reason="needs the layers track's batchnorm"
+)
 def test_the_autograd_rung_keeps_running_statistics_out_of_the_graph(tmp_path):
     """torch_autograd.py updates batchnorm's buffers from tracked batch
     statistics: detached, as nn.BatchNorm1d's, and the same numbers."""
@@ -419,11 +441,21 @@ def test_the_autograd_rung_keeps_running_statistics_out_of_the_graph(tmp_path):
             ]
         },
         "loss": {"type": "cross_entropy"},
-        "train": {"optimizer": {"type": "adam", "lr": 0.01}, "epochs": 3, "batch_size": 8},
+        "train": {
+            "optimizer": {"type": "adam", "lr": 0.01},
+            "epochs": 3,
+            "batch_size": 8,
+        },
     }
-    folder = compile_spec(write(tmp_path, spec), tmp_path / "out", Teaching(ladder=True))
+    folder = compile_spec(
+        write(tmp_path, spec), tmp_path / "out", Teaching(ladder=True)
+    )
     autograd = load_module(folder / "torch_autograd.py", "bn_autograd")
-    params, buffers, data = autograd.init_params(), autograd.init_buffers(), autograd.load_data()
+    params, buffers, data = (
+        autograd.init_params(),
+        autograd.init_buffers(),
+        autograd.load_data(),
+    )
     autograd.train(params, buffers, data, quiet=True)
     assert not any(b.requires_grad for b in buffers.values())
     worst = _worst(_dumps(folder, tmp_path, None), "float64")
