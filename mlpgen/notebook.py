@@ -75,9 +75,8 @@ def pieces(text: str) -> dict[str, list[str]]:
     start = 1
     for node in ast.parse(lesson).body:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            start = (
-                node.end_lineno + 1
-            )  # the module docstring: the first Markdown cell says it
+            # the module docstring: the first Markdown cell says it
+            start = (node.end_lineno or node.lineno) + 1
             continue
         first = min(
             [node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]
@@ -221,11 +220,10 @@ def cells(prog: Program, files: dict, ctx: dict) -> list[tuple[str, str]]:
     loss = LOSSES[net.spec.loss.type]
     loss_math = latex_text(loss.value(loss_ctx(net, value(prog.output))))
     l2_text = ""
-    if prog.l2:
-        which = "all parameters" if net.spec.loss.l2.params == "all" else "the weights"
-        l2_text = (
-            f" + {net.spec.loss.l2.coef} \\sum p^2 \\quad \\text{{(over {which})}}"
-        )
+    l2_keys = net.spec.loss.l2
+    if prog.l2 and l2_keys is not None:
+        which = "all parameters" if l2_keys.params == "all" else "the weights"
+        l2_text = f" + {l2_keys.coef} \\sum p^2 \\quad \\text{{(over {which})}}"
     md(f"## The loss\n\n$$L = {loss_math}{l2_text}$$")
     for source in code["loss"]:
         py(source)
