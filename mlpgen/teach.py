@@ -211,7 +211,7 @@ def _ladder(prog: Program, base: dict) -> dict:
         "code": {
             "torch": {
                 **base["code"]["torch"],
-                "forward": _detached(base["code"]["torch"]["forward"], floats),
+                "forward": _autograd_forward(base["code"]["torch"]["forward"], floats),
             }
         },
         # torch_autograd.py has no backward(): torch.nn.functional only if the
@@ -220,29 +220,40 @@ def _ladder(prog: Program, base: dict) -> dict:
     }
 
 
-def _detached(blocks: list[dict], buffers: set[str]) -> list[dict]:
-    """torch_manual.py's forward blocks for torch_autograd.py: a buffer's update
-    (batchnorm's running statistics) reads the batch statistics, which autograd
-    tracks; .detach() keeps the buffer (of ``buffers``, the float ones) out of
-    the graph, as nn.BatchNorm1d updates its buffers without one."""
+def _autograd_forward(blocks: list[dict], buffers: set[str]) -> list[dict]:
+    """torch_manual.py's forward blocks as torch_autograd.py prints them.
+
+    A buffer's update (batchnorm's running statistics, of ``buffers``: the
+    float ones) reads the batch statistics, which autograd tracks: .detach()
+    keeps the buffer out of the graph, as nn.BatchNorm1d updates its buffers
+    without one. A layer that returns its input itself (identity) gets a view
+    of it, a tensor of its own, so that the dump's ∂L/∂(that layer) is its own
+    and not the sum over every use of its input (torch_module.py's hooks do
+    the same)."""
     out = []
     for block in blocks:
         block = dict(block)
         for key in ("lines", "train", "eval"):
-            if key in block:
-                block[key] = [
-                    {
-                        **line,
-                        "comments": [
-                            *line["comments"],
-                            "not part of the graph: .detach()",
-                        ],
-                        "code": f"({line['code']}).detach()",
-                    }
-                    if line["target"] in buffers
-                    else line
-                    for line in block[key]
-                ]
+            if key not in block:
+                continue
+            lines = []
+            for line in block[key]:
+                code = line["code"]
+                if line["target"] in buffers:
+                    note, code = (
+                        "not part of the graph: .detach()",
+                        f"({code}).detach()",
+                    )
+                elif key != "eval" and re.fullmatch(r"[A-Za-z_]\w*", code):
+                    note = "a view: a tensor of its own, whose gradient autograd keeps apart"
+                    code = f"{code}.view_as({code})"
+                else:
+                    lines.append(line)
+                    continue
+                lines.append(
+                    {**line, "comments": [*line["comments"], note], "code": code}
+                )
+            block[key] = lines
         out.append(block)
     return out
 

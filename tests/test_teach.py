@@ -421,6 +421,35 @@ def test_every_rung_agrees_on_the_coverage_specs(name, tmp_path):
         assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
 
 
+def test_an_identity_layer_keeps_its_own_gradient_in_the_autograd_rung(tmp_path):
+    """ident returns fc1 itself, and fc1 feeds act too: ∂L/∂ident is one of
+    the two parts of ∂L/∂fc1, which autograd keeps apart only on a view."""
+    spec = {
+        "name": "alias",
+        "data": XOR_DATA,
+        "model": {
+            "layers": [
+                {"name": "fc1", "type": "linear", "out": 3},
+                {"name": "ident", "type": "identity"},
+                {"name": "act", "type": "tanh", "inputs": ["fc1"]},
+                {"name": "both", "type": "add", "inputs": ["ident", "act"]},
+                {"name": "out", "type": "linear", "out": 1},
+            ]
+        },
+        "loss": {"type": "mse"},
+        "train": {"optimizer": {"type": "sgd", "lr": 0.1}, "epochs": 3},
+    }
+    folder = compile_spec(
+        write(tmp_path, spec), tmp_path / "out", Teaching(ladder=True)
+    )
+    assert "ident = fc1.view_as(fc1)" in (folder / "torch_autograd.py").read_text()
+    dumps = _dumps(folder, tmp_path, None)
+    ref = dumps["numpy_backprop"]
+    assert not np.allclose(ref["step0/d_ident"], ref["step0/d_fc1"])
+    for impl, (ratio, key) in _worst(dumps, "float64").items():
+        assert ratio <= 1, f"{impl}: {key} differs by {ratio:.3g} × the tolerance"
+
+
 @pytest.mark.skipif(
     "batchnorm" not in LAYERS, reason="needs the layers track's batchnorm"
 )
