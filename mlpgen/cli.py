@@ -32,16 +32,18 @@ def cmd_compile(args) -> int:
         return status
     for prog in progs:
         folder = output_folder(args.output, prog.net.spec.name)
-        files = render(prog)
         if args.plot:
-            from .crosstest import ScriptFailed, loss_figure
+            from .crosstest import ScriptFailed
+            from .results import TrainingFailed
 
             try:
-                files["loss.png"] = loss_figure(prog, files)
-            except ScriptFailed as e:
+                files = render(prog, plot=True)
+            except (ScriptFailed, TrainingFailed) as e:
                 print(f"error: {prog.net.spec.source}: {e}", file=sys.stderr)
                 status = 1
                 continue
+        else:
+            files = render(prog)
         write_atomically(files, folder)
         print(f"wrote {folder}/")
     return status
@@ -67,8 +69,10 @@ def cmd_render(args) -> int:
     status = _specs_or_exit([args.spec], lambda p: progs.append(build(p)))
     if status:
         return status
+    from .values import step_of
+
     folder = Path(args.output or Path("generated", progs[0].net.spec.name))
-    written = write_diagrams(progs[0], folder)
+    written = write_diagrams(progs[0], folder, step_of(progs[0]))
     print(f"wrote {', '.join(str(folder / name) for name in sorted(written))}")
     return 0
 
@@ -142,8 +146,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--plot",
         action="store_true",
-        help="also run the three implementations and draw their loss curves into "
-        "NAME/loss.png for the learning page (needs torch and matplotlib)",
+        help="also train the network and draw, for the learning page, its curves per "
+        "epoch, what it learned (decision boundary, confusion matrix) and the three "
+        "implementations' loss curves (needs torch and matplotlib)",
     )
     c.set_defaults(func=cmd_compile)
     k = sub.add_parser("check", help="validate and print the layer table")

@@ -14,6 +14,7 @@ from . import autodiff, graph
 from .spec import SPEC_NAME_PATTERN
 
 FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py", "README.md")
+CODE = FILES[:-1]
 
 
 def build(path) -> autodiff.Program:
@@ -27,35 +28,63 @@ def ruff_bin() -> str:
     return os.fsdecode(find_ruff_bin())
 
 
-def render(prog: autodiff.Program) -> dict[str, str | bytes]:
+def render(prog: autodiff.Program, plot: bool = False, draw: bool = True) -> dict[str, str | bytes]:
     """The generated files' text, formatted with ruff and parsed back as a check,
-    the diagrams (DOT, and SVG when Graphviz is installed), and the bytes of the
-    spec's data file when it has one (the scripts read that copy)."""
-    from .emit import context, environment
-    from .render import Drawing, readme_context
+    the diagrams (DOT, and SVG when Graphviz is installed), the learning page,
+    the explorer (index.html), a copy of the spec, and the bytes of the spec's
+    data file when it has one (the scripts read that copy).
 
-    # dot draws the SVGs in the background while the templates render and ruff formats
-    drawing = Drawing(prog)
+    The first training step of the NumPy implementation, run here, puts its
+    numbers on the diagrams and the page. ``plot``: also train it and draw what
+    it learned (results.py), and run the three implementations for loss.png
+    (crosstest.ScriptFailed or results.TrainingFailed when one fails);
+    ``draw=False`` leaves the pictures out but writes the page as with them.
+    """
+    from .emit import context, environment
+    from .page import explorer, readme_context, spec_copy
+    from .render import Drawing
+    from .values import try_first_step
+
+    env = environment()
+    ctx = context(prog)
+    data_file = prog.net.data.file
+    files: dict[str, str | bytes] = {
+        name: env.get_template(name + ".j2").render(ctx) for name in CODE
+    }
+    step = try_first_step(files["numpy_backprop.py"], data_file)
+    # dot draws the SVGs in the background while ruff formats
+    drawing = Drawing(prog, step)
     try:
-        env = environment()
-        ctx = {**context(prog), **readme_context(prog)}
-        files = {name: env.get_template(name + ".j2").render(ctx) for name in FILES}
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
-            for name in FILES:
-                if name.endswith(".py"):
-                    Path(tmp, name).write_text(files[name], encoding="utf-8")
+            for name in CODE:
+                Path(tmp, name).write_text(files[name], encoding="utf-8")
             ruff = [ruff_bin(), "format", "--isolated", "--quiet", "--line-length", "88"]
             subprocess.run([*ruff, tmp], check=True)
-            for name in FILES:
-                if name.endswith(".py"):
-                    files[name] = Path(tmp, name).read_text(encoding="utf-8")
-                    ast.parse(files[name], filename=name)
+            for name in CODE:
+                files[name] = Path(tmp, name).read_text(encoding="utf-8")
+                ast.parse(files[name], filename=name)
     finally:
-        diagrams = drawing.files()  # waits for dot, and cleans up after it
+        diagrams = drawing.files()  # waits for dot
     files.update(diagrams)
-    data_file = prog.net.data.file
     if data_file is not None:
         files[data_file.name] = data_file.content
+    results = None
+    if plot:
+        from . import results as res
+
+        results = res.train(prog, files["numpy_backprop.py"], data_file)
+        if draw:
+            from .crosstest import loss_figure
+
+            files.update(res.figures(results))
+            files["loss.png"] = loss_figure(prog, files)
+    files["README.md"] = env.get_template("README.md.j2").render(
+        {**ctx, **readme_context(prog, step, results, files)}
+    )
+    copy = spec_copy(prog)
+    if copy is not None:
+        files[copy[0]] = copy[1]
+    files["index.html"] = explorer(prog, files, step)
     return files
 
 

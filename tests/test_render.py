@@ -9,6 +9,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import graphviz
 import pytest
 
 from mlpgen import cli, render
@@ -65,12 +66,16 @@ def svg_texts(path) -> list[str]:
 
 
 def svg_edges(path) -> set[tuple[str, str]]:
-    """(tail id, head id) of every edge drawn in an SVG."""
+    """(tail id, head id) of every edge drawn in an SVG. A parameter beside the
+    trunk on the layer's right is drawn from the layer pointing back at it
+    (``dir=back``): it counts as the parameter's edge into the layer."""
     root = ET.parse(path).getroot()
     edges = set()
     for g in root.iter(f"{SVG}g"):
         if g.get("class") == "edge":
             tail, head = g.find(f"{SVG}title").text.split("->")
+            if head.startswith("params[") and not tail.startswith("params["):
+                tail, head = head, tail
             edges.add((tail, head))
     return edges
 
@@ -167,17 +172,20 @@ def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
 
 
 def test_escaping_helpers_make_valid_svg(tmp_path):
-    """Ids with quotes and backslashes, labels with markup, through the real dot."""
-    g = render.Digraph('t"x', render.label(render.escape('a\\b "q" <i> {|}')))
-    g.node('we"ird\\id', render.label(render.bold('<&>"\\'), render.small("x\ny")))
-    g.edge('we"ird\\id', "other")
-    path = tmp_path / "h.dot"
-    path.write_text(g.text())
-    subprocess.run(
-        ["dot", "-Tsvg", str(path), "-o", str(tmp_path / "h.svg")], check=True
-    )
-    texts = svg_texts(tmp_path / "h.svg")
-    assert texts == ['a\\b "q" <i> {|}', '<&>"\\', "x y", "other"]
+    """Ids with quotes and DOT keywords, labels with markup and backslashes,
+    through the graphviz package and the real dot."""
+    g = graphviz.Digraph(render.node_id('t"x'))
+    g.attr(label=render.label(render.escape('a\\b "q" <i> {|}')))
+    g.node(render.node_id('params["we.ird"]'), render.label(render.bold('<&>"\\'), render.small("x\ny")))
+    g.edge(render.node_id('params["we.ird"]'), render.node_id("node"))
+    path = tmp_path / "h.svg"
+    path.write_text(g.pipe(format="svg", encoding="utf-8"))
+    texts = svg_texts(path)
+    assert texts == ['a\\b "q" <i> {|}', '<&>"\\', "x y", "node"]
+    titles = [t.text for t in ET.parse(path).getroot().iter(f"{SVG}title")]
+    assert titles == ['t"x', 'params["we.ird"]', "node", 'params["we.ird"]->node']
+    with pytest.raises(ValueError):
+        render.node_id("a\\b")
 
 
 def test_dot_text_is_deterministic_across_processes(fanout_spec):
@@ -221,7 +229,7 @@ def test_compile_without_dot_writes_dot_files_and_one_note(no_dot, capsys, tmp_p
         assert (
             (tmp_path / name / "forward.dot")
             .read_text()
-            .startswith('digraph "forward" {')
+            .startswith("digraph forward {")
         )
 
 
@@ -240,7 +248,11 @@ def test_render_without_dot_removes_stale_svgs(no_dot, capsys, tmp_path):
 
 
 def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(render, "find_dot", lambda: "false")
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\ncat >/dev/null\necho 'dot: out of ink' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     render.note.cache_clear()
     try:
         files = render.diagram_files(build(ROOT / "specs" / "xor.yaml"))
@@ -248,7 +260,7 @@ def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
         render.note.cache_clear()
     assert sorted(files) == ["backward.dot", "forward.dot"]
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("note: Graphviz 'dot' failed on forward.dot (exit status 1)")
+    assert line.startswith("note: Graphviz 'dot' failed on forward.dot (dot: out of ink)")
 
 
 def test_render_command_writes_four_files_and_keeps_the_rest(tmp_path, capsys):
