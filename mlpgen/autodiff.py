@@ -7,29 +7,44 @@ to get ∂L/∂(every tensor and parameter). The result is a ``Program``: lists 
 the formula and shape that the emitters print above it. Where a tensor feeds
 several layers, each consumer's contribution gets its own line and the
 gradient is their sum (the multivariable chain rule).
+
+The forward pass is derived twice, in training and in evaluation mode; lines
+that differ (dropout's mask, batchnorm's batch statistics against its running
+ones) are marked with their mode, the rest is shared. Rules that need several
+lines name their pieces (``Ctx.let``); layer state that is not a parameter
+(buffers) is updated by ``Ctx.update`` lines in training mode.
+
+Every name in the generated code comes from ``Names``: a tensor's variable is
+its spec name unless the generated code uses that name itself (a layer called
+``sum`` is the variable ``sum_``, as torch.fx renames); formulas, diagrams,
+dump keys and ``state_dict()`` keys keep the spec's names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import builtins
+import keyword
+from dataclasses import dataclass, field
 
 from .expr import Expr, Sym, math_text
 from .graph import INPUT, Layer, Network
-from .ops import LOSSES, Ctx, LossCtx, Param
+from .ops import LOSSES, Buffer, Ctx, Local, LossCtx, Param
+from .spec import GENERATED_NAMES, class_name
 
 Y = Sym("y")
 CLASS_WEIGHT = Sym("CLASS_WEIGHT", "w")
 POS_WEIGHT = Sym("POS_WEIGHT", "pw")
+NONE = Sym("None", "none")
 
 
-def value(name: str) -> Sym:
+def value(name: str, code: str | None = None) -> Sym:
     """The tensor a layer (or the input ``x``) produces, named as in the spec."""
-    return Sym(name)
+    return Sym(code or name, name)
 
 
-def grad(name: str) -> Sym:
+def grad(name: str, code: str | None = None) -> Sym:
     """∂L/∂(the tensor ``name``); in code ``d_<name>``."""
-    return Sym(f"d_{name}", f"∂L/∂{name}", math_atom=False)
+    return Sym(code or f"d_{name}", f"∂L/∂{name}", math_atom=False)
 
 
 def param(state_name: str) -> Sym:
@@ -40,11 +55,69 @@ def param_grad(state_name: str) -> Sym:
     return Sym(f'grads["{state_name}"]', f"∂L/∂{state_name}", math_atom=False)
 
 
+def buffer(state_name: str) -> Sym:
+    return Sym(f'buffers["{state_name}"]', state_name)
+
+
+class Names:
+    """The variable names of one generated program, none used twice.
+
+    The generated files use names of their own (imports, constants, helper
+    functions, the variables of the training loop: ``spec.GENERATED_NAMES``),
+    Python's builtins and keywords, and the model class's name; a tensor or
+    intermediate whose natural name is one of them, or already given, gets an
+    underscore appended until it is free.
+    """
+
+    def __init__(self, net: Network):
+        self.taken = (
+            set(GENERATED_NAMES)
+            | set(keyword.kwlist)
+            | {n for n in dir(builtins) if not n.startswith("_")}
+            | {class_name(net.spec.name)}
+        )
+        # the small nn.Module class a layer's submodule needs in torch_module.py
+        self.classes: dict[str, str] = {
+            layer.name: self.fresh(layer.op.class_name(layer.name))
+            for layer in net.layers
+            if layer.op.module_class is not None
+        }
+        self.tensors: dict[str, str] = {}  # spec name -> variable
+        self.grads: dict[str, str] = {}  # spec name -> variable of ∂L/∂it
+        self.locals: dict[tuple[str, str], str] = {}  # (layer, name) -> variable
+        for name in [INPUT, *(layer.name for layer in net.layers)]:
+            self.tensors[name] = INPUT if name == INPUT else self.fresh(name)
+        for name in self.tensors:
+            self.grads[name] = self.fresh(f"d_{name}")
+
+    def fresh(self, base: str) -> str:
+        name = base
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+    def local(self, layer: str, name: str) -> str:
+        key = (layer, name)
+        if key not in self.locals:
+            self.locals[key] = self.fresh(f"{layer}_{name}")
+        return self.locals[key]
+
+    def value(self, tensor: str) -> Sym:
+        return value(tensor, self.tensors[tensor])
+
+    def grad(self, tensor: str) -> Sym:
+        return grad(tensor, self.grads[tensor])
+
+
 @dataclass(frozen=True)
 class Line:
     """``target = expr``, with its comment lines.
 
-    kind: "forward" | "loss_grad" | "grad" | "param_grad" | "fanout_part" | "fanout_sum"
+    kind: "forward" | "intermediate" | "buffer_update" (the forward pass);
+    "loss_grad" | "grad" | "grad_intermediate" | "param_grad" | "fanout_part" |
+    "fanout_sum" (the backward pass).
+    mode: forward lines only: "both", or "train"/"eval" where the two passes differ.
     """
 
     target: Sym
@@ -53,6 +126,7 @@ class Line:
     kind: str
     layer: str  # the layer this line belongs to ("" for the loss)
     shape: str
+    mode: str = "both"
 
 
 @dataclass(frozen=True)
@@ -63,37 +137,71 @@ class ParamInfo:
 
 
 @dataclass(frozen=True)
+class BufferInfo:
+    state_name: str  # e.g. "bn1.running_mean"
+    layer: Layer
+    buffer: Buffer
+
+
+@dataclass(frozen=True)
 class Program:
     net: Network
     forward: tuple[Line, ...]
     output: str  # the name of the model output
-    saved: tuple[str, ...]  # forward values that the backward pass reads
     loss_value: Expr  # the loss of the model output ``out``
     l2: tuple[ParamInfo, ...]  # parameters in the l2 term
     backward: tuple[Line, ...]
     params: tuple[ParamInfo, ...]
+    buffers: tuple[BufferInfo, ...]
+    names: Names
+    # what forward() caches: (cache key, variable), every tensor and intermediate
+    cache: tuple[tuple[str, str], ...]
+    # the cached values backward() reads: (cache key, variable)
+    saved: tuple[tuple[str, str], ...]
+    # the tensors whose gradient backward() computes, in backward order: (spec name, variable)
+    tensor_grads: tuple[tuple[str, str], ...]
+    modal: bool  # some forward line differs between training and evaluation
+    dropout: bool  # forward draws dropout masks
+    locals_: dict[str, str] = field(default_factory=dict)  # variable -> cache key
+
+    def code_name(self, tensor: str) -> str:
+        """The variable of a tensor (``x`` or a layer) in the generated code."""
+        return self.names.tensors[tensor]
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        """``x`` and every layer output, in forward order (the dump's step0/ values)."""
+        return tuple(self.names.tensors)
 
 
-def shape_str(features: int | tuple[int, ...], batch: bool = True) -> str:
+def shape_str(features: int | tuple, batch: bool = True) -> str:
     if batch:
         return f"(N, {features})"
     return "(" + ", ".join(str(s) for s in features) + (",)" if len(features) == 1 else ")")
 
 
-def _ctx(net: Network, layer: Layer) -> Ctx:
+def _comment(target: Sym, expr: Expr, shape: str) -> str:
+    return f"{math_text(target)} = {math_text(expr)}    {shape}"
+
+
+def _ctx(net: Network, layer: Layer, names: Names, training: bool = True) -> Ctx:
+    def name_local(name: str, math: str | None) -> Sym:
+        return Sym(names.local(layer.name, name), math or f"{layer.name}.{name}")
+
     return Ctx(
-        xs=[value(s) for s in layer.inputs],
-        y=value(layer.name),
-        g=grad(layer.name),
+        xs=[names.value(s) for s in layer.inputs],
+        y=names.value(layer.name),
+        g=names.grad(layer.name),
         p={p.name: param(layer.param_name(p)) for p in layer.params},
         a=layer.keys,
         in_features=list(layer.in_features),
         out_features=layer.out_features,
+        b={b.name: buffer(f"{layer.name}.{b.name}") for b in layer.buffers},
+        training=training,
+        layer=layer.name,
+        name_local=name_local,
+        tokens=net.tokens if INPUT in layer.inputs else None,
     )
-
-
-def _comment(target: Sym, expr: Expr, shape: str) -> str:
-    return f"{math_text(target)} = {math_text(expr)}    {shape}"
 
 
 def loss_ctx(net: Network, out: Expr) -> LossCtx:
@@ -108,25 +216,102 @@ def loss_ctx(net: Network, out: Expr) -> LossCtx:
     )
 
 
+def _local_shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _local_line(local: Local, layer: str, kind: str) -> Line:
+    shape = _local_shape(local.shape) if local.shape else ""
+    comments = []
+    if local.note:
+        comments.append(f"{math_text(local.target)}: {local.note}")
+    text = f"{math_text(local.target)} = {math_text(local.expr)}"
+    if kind == "buffer_update":
+        text = f"{math_text(local.target)} ← {math_text(local.expr)}"
+    comments.append(f"{text}    {shape}" if shape else text)
+    return Line(local.target, local.expr, tuple(comments), kind, layer, shape)
+
+
+def _forward_pass(net: Network, layer: Layer, names: Names, training: bool) -> list[Line]:
+    """One layer's forward lines in one mode: its intermediates, then its value."""
+    c = _ctx(net, layer, names, training)
+    e = layer.op.forward(c)
+    lines = [
+        _local_line(
+            local, layer.name, "intermediate" if local.kind == "let" else "buffer_update"
+        )
+        for local in c.lines
+    ]
+    shape = shape_str(layer.out_features)
+    target = names.value(layer.name)
+    lines.append(
+        Line(target, e, (_comment(target, e, shape),), "forward", layer.name, shape)
+    )
+    return lines
+
+
+def _same(a: Line, b: Line) -> bool:
+    return a.target == b.target and a.expr == b.expr and a.kind == b.kind
+
+
+def _modes(train: list[Line], evaluate: list[Line]) -> list[Line]:
+    """One layer's lines of both passes: what they share once, the rest marked
+    with its mode (the common beginning and end are shared)."""
+    if len(train) == len(evaluate) and all(map(_same, train, evaluate)):
+        return train
+    head = 0
+    while head < min(len(train), len(evaluate)) and _same(train[head], evaluate[head]):
+        head += 1
+    tail = 0
+    while (
+        tail < min(len(train), len(evaluate)) - head
+        and _same(train[-1 - tail], evaluate[-1 - tail])
+    ):
+        tail += 1
+    t_mid = train[head : len(train) - tail]
+    e_mid = evaluate[head : len(evaluate) - tail]
+    # an intermediate of training only is None in evaluation (as CS231n's
+    # dropout_forward sets mask = None in test mode), so that the cache can
+    # always name it
+    defined = {line.target for line in e_mid}
+    for line in t_mid:
+        if line.kind == "intermediate" and line.target not in defined:
+            e_mid = [
+                Line(
+                    line.target,
+                    NONE,
+                    (f"{math_text(line.target)}: none in evaluation",),
+                    "intermediate",
+                    line.layer,
+                    "",
+                ),
+                *e_mid,
+            ]
+    mark = lambda lines, mode: [  # noqa: E731
+        Line(ln.target, ln.expr, ln.comments, ln.kind, ln.layer, ln.shape, mode)
+        for ln in lines
+    ]
+    return [
+        *train[:head],
+        *mark(t_mid, "train"),
+        *mark(e_mid, "eval"),
+        *train[len(train) - tail :],
+    ]
+
+
 def derive(net: Network) -> Program:
     spec = net.spec
     loss = LOSSES[spec.loss.type]
+    names = Names(net)
 
-    # ---- forward: each layer's value from its inputs
-    forward = []
+    # ---- forward: each layer's value from its inputs, in both modes
+    forward: list[Line] = []
+    value_of: dict[str, Expr] = {}  # each layer's value in training mode
     for layer in net.layers:
-        e = layer.op.forward(_ctx(net, layer))
-        shape = shape_str(layer.out_features)
-        forward.append(
-            Line(
-                value(layer.name),
-                e,
-                (_comment(value(layer.name), e, shape),),
-                "forward",
-                layer.name,
-                shape,
-            )
-        )
+        train = _forward_pass(net, layer, names, True)
+        value_of[layer.name] = train[-1].expr
+        forward += _modes(train, _forward_pass(net, layer, names, False))
+    modal = any(line.mode != "both" for line in forward)
 
     # ---- which tensors need a gradient: those with a parameter upstream
     needs = {INPUT: False}
@@ -136,27 +321,31 @@ def derive(net: Network) -> Program:
     params = tuple(
         ParamInfo(layer.param_name(p), layer, p) for layer in net.layers for p in layer.params
     )
+    buffers = tuple(
+        BufferInfo(f"{layer.name}.{b.name}", layer, b)
+        for layer in net.layers
+        for b in layer.buffers
+    )
     param_info = {pi.state_name: pi for pi in params}
     l2_keys = spec.loss.l2
-    l2 = ()
+    l2: tuple[ParamInfo, ...] = ()
     if l2_keys is not None and l2_keys.coef > 0:
         l2 = tuple(
             pi for pi in params if l2_keys.params == "all" or pi.param.name == "weight"
         )
-    l2_names = {pi.state_name for pi in l2}
 
     # ---- backward: the loss, then the layers in reverse order
     out = net.output
     backward: list[Line] = []
-    g_out = loss.grad(loss_ctx(net, value(out.name)))
-    loss_formula = math_text(loss.value(loss_ctx(net, value(out.name))))
+    g_out = loss.grad(loss_ctx(net, names.value(out.name)))
+    loss_formula = math_text(loss.value(loss_ctx(net, names.value(out.name))))
     backward.append(
         Line(
-            grad(out.name),
+            names.grad(out.name),
             g_out,
             (
                 f"Grad of: L = {loss_formula}",
-                _comment(grad(out.name), g_out, shape_str(out.out_features)),
+                _comment(names.grad(out.name), g_out, shape_str(out.out_features)),
             ),
             "loss_grad",
             "",
@@ -174,9 +363,10 @@ def derive(net: Network) -> Program:
             for _, sym in pieces[1:]:
                 total = total + sym
             users = ", ".join(c for c, _ in pieces)
+            target = names.grad(layer.name)
             backward.append(
                 Line(
-                    grad(layer.name),
+                    target,
                     total,
                     (
                         (
@@ -184,73 +374,136 @@ def derive(net: Network) -> Program:
                             "gets the sum of the gradients of its uses "
                             "(multivariable chain rule)"
                         ),
-                        _comment(grad(layer.name), total, shape),
+                        _comment(target, total, shape),
                     ),
                     "fanout_sum",
                     layer.name,
                     shape,
                 )
             )
-        c = _ctx(net, layer)
-        header = f"Grad of: {layer.name} = {math_text(forward[layer.index].expr)}"
-        lines: list[Line] = []
-        for pname, e in layer.op.param_grads(c).items():
-            state_name = f"{layer.name}.{pname}"
-            pinfo = param_info[state_name]
-            if state_name in l2_names:
-                e = e + (2 * l2_keys.coef) * param(state_name)
-            pshape = shape_str(pinfo.param.shape, batch=False)
-            lines.append(
-                Line(
-                    param_grad(state_name),
-                    e,
-                    (_comment(param_grad(state_name), e, pshape),),
-                    "param_grad",
-                    layer.name,
-                    pshape,
-                )
-            )
-        for src, e in zip(layer.inputs, layer.op.vjp(c)):
-            if not needs[src] or e is None:
-                continue
-            sshape = shape_str(net.features(src))
-            if len(net.consumers(src)) > 1:
-                target = Sym(f"d_{src}_from_{layer.name}", f"∂L/∂{src} via {layer.name}", math_atom=False)
-                kind = "fanout_part"
-                parts.setdefault(src, []).append((layer.name, target))
-            else:
-                target, kind = grad(src), "grad"
-            lines.append(
-                Line(target, e, (_comment(target, e, sshape),), kind, layer.name, sshape)
-            )
-        if lines:
-            first = lines[0]
-            lines[0] = Line(
-                first.target,
-                first.expr,
-                (header, *first.comments),
-                first.kind,
-                first.layer,
-                first.shape,
-            )
-        backward.extend(lines)
+        header = f"Grad of: {layer.name} = {math_text(value_of[layer.name])}"
+        backward += _layer_backward(
+            net, layer, names, needs, parts, header, _param_grad_lines(param_info, l2)
+        )
 
-    read = set()
+    backward = _without_unread(backward)
+    locals_ = {
+        code: f"{layer}.{name}" for (layer, name), code in names.locals.items()
+    }
+    read: set[str] = set()
     for line in backward:
         read |= line.expr.symbols()
-    names = [INPUT, *(layer.name for layer in net.layers)]
-    saved = tuple(n for n in names if n in read)
-    if any(s.startswith("masks[") for s in read):
-        saved += ("masks",)  # the dropout masks of this step
+    cache = [(t, names.tensors[t]) for t in names.tensors]
+    cache += [
+        (locals_[line.target.code], line.target.code)
+        for line in forward
+        if line.kind == "intermediate" and line.mode != "eval"
+    ]
+    saved = tuple((key, code) for key, code in cache if code in read)
+    tensor_grads = tuple(
+        (line.target.math.removeprefix("∂L/∂"), line.target.code)
+        for line in backward
+        if line.kind in ("loss_grad", "grad", "fanout_sum")
+    )
 
-    loss_value = loss.value(loss_ctx(net, Sym("out")))
     return Program(
         net=net,
         forward=tuple(forward),
         output=out.name,
-        saved=saved,
-        loss_value=loss_value,
+        loss_value=loss.value(loss_ctx(net, Sym("out"))),
         l2=l2,
         backward=tuple(backward),
         params=params,
+        buffers=buffers,
+        names=names,
+        cache=tuple(cache),
+        saved=saved,
+        tensor_grads=tensor_grads,
+        modal=modal,
+        dropout=any(layer.op.name == "dropout" for layer in net.layers),
+        locals_=locals_,
     )
+
+
+def _param_grad_lines(param_info: dict[str, ParamInfo], l2: tuple[ParamInfo, ...]):
+    """A function making the line of ∂L/∂p from the rule's expression: the l2
+    term's 2·coef·p joins the rule where p is in it."""
+    coef = {pi.state_name: pi.layer for pi in l2}
+
+    def line(state_name: str, e: Expr, coef2: float | None) -> Line:
+        pinfo = param_info[state_name]
+        if coef2 is not None and state_name in coef:
+            e = e + coef2 * param(state_name)
+        pshape = shape_str(pinfo.param.shape, batch=False)
+        target = param_grad(state_name)
+        return Line(
+            target, e, (_comment(target, e, pshape),), "param_grad", pinfo.layer.name, pshape
+        )
+
+    return line
+
+
+def _without_unread(lines: list[Line]) -> list[Line]:
+    """The backward lines without intermediates that no later line reads."""
+    keep = list(lines)
+    while True:
+        read: set[str] = set()
+        for line in keep:
+            read |= line.expr.symbols()
+        unread = [
+            line
+            for line in keep
+            if line.kind == "grad_intermediate" and line.target.code not in read
+        ]
+        if not unread:
+            return keep
+        keep = [line for line in keep if line not in unread]
+
+
+def _layer_backward(net, layer, names, needs, parts, header, param_line) -> list[Line]:
+    """One layer's backward lines: the intermediates its rules name, ∂L/∂(each
+    parameter), ∂L/∂(each input that needs it), in that order."""
+    c = _ctx(net, layer, names)
+    lines: list[Line] = []
+    coef2 = 2 * net.spec.loss.l2.coef if net.spec.loss.l2 is not None else None
+
+    def intermediates() -> None:
+        for local in c.lines:
+            lines.append(_local_line(local, layer.name, "grad_intermediate"))
+        c.lines.clear()
+
+    pgrads = layer.op.param_grads(c)
+    intermediates()
+    for pname, e in pgrads.items():
+        lines.append(param_line(f"{layer.name}.{pname}", e, coef2))
+    if any(needs[src] for src in layer.inputs):
+        vjps = layer.op.vjp(c)
+        intermediates()
+        for src, e in zip(layer.inputs, vjps):
+            if not needs[src] or e is None:
+                continue
+            sshape = shape_str(net.features(src))
+            if len(net.consumers(src)) > 1:
+                target = Sym(
+                    names.fresh(f"d_{src}_from_{layer.name}"),
+                    f"∂L/∂{src} via {layer.name}",
+                    math_atom=False,
+                )
+                kind = "fanout_part"
+                parts.setdefault(src, []).append((layer.name, target))
+            else:
+                target, kind = names.grad(src), "grad"
+            lines.append(
+                Line(target, e, (_comment(target, e, sshape),), kind, layer.name, sshape)
+            )
+    if lines:
+        first = lines[0]
+        lines[0] = Line(
+            first.target,
+            first.expr,
+            (header, *first.comments),
+            first.kind,
+            first.layer,
+            first.shape,
+        )
+    return lines

@@ -96,10 +96,12 @@ def _init_note(pi) -> str:
 def _draw_code(pi) -> str:
     d, shape = pi.param.draw, pi.param.shape
     shape_code = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    if d.kind == "uniform" and d.scale is not None:
+        return f"rng.uniform(-{d.scale}, {d.scale}, {shape_code})"
     if d.kind == "uniform":
         return f"rng.uniform({_num(d.a)}, {_num(d.b)}, {shape_code})"
     if d.kind == "normal":
-        return f"rng.normal({_num(d.a)}, {_num(d.b)}, {shape_code})"
+        return f"rng.normal({_num(d.a)}, {d.scale or _num(d.b)}, {shape_code})"
     return f"np.full({shape_code}, {_num(d.a)})"
 
 
@@ -166,6 +168,65 @@ def _lines(lines, printer) -> list[dict]:
     ]
 
 
+def _blocks(lines, printer) -> list[dict]:
+    """The forward lines in blocks: shared ones, and ``if training: … else: …``
+    where the two passes differ (mode "train" lines, then their "eval" lines)."""
+    blocks: list[dict] = []
+    for line in lines:
+        mode = line.mode
+        if mode == "both":
+            if not blocks or blocks[-1]["mode"] != "both":
+                blocks.append({"mode": "both", "lines": []})
+            blocks[-1]["lines"].append(line)
+            continue
+        if not blocks or blocks[-1]["mode"] != "if" or (
+            mode == "train" and blocks[-1]["eval"]
+        ):
+            blocks.append({"mode": "if", "train": [], "eval": []})
+        blocks[-1][mode].append(line)
+    for block in blocks:
+        for key in ("lines", "train", "eval"):
+            if key in block:
+                block[key] = _lines(block[key], printer)
+    return blocks
+
+
+def _dict_code(items) -> str:
+    """``{"key": variable, …}`` for (key, variable) pairs."""
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in items) + "}"
+
+
+def _buffer_init(bi, xp: str) -> str:
+    b = bi.buffer
+    if b.dtype == "int64":
+        return f"{xp}.tensor(0)" if xp == "torch" else "np.array(0)"
+    shape = "(" + ", ".join(map(str, b.shape)) + ("," if len(b.shape) == 1 else "") + ")"
+    fill = {0.0: "zeros", 1.0: "ones"}.get(float(b.value))
+    if fill:
+        return f"{xp}.{fill}({shape}, dtype=DTYPE)"
+    return f"{xp}.full({shape}, {_num(b.value)}, dtype=DTYPE)"
+
+
+def _module_classes(prog: Program) -> tuple[list[str], dict[str, str]]:
+    """The small nn.Module classes torch_module.py defines for its layers (one
+    per distinct source), and the constructor code of each layer's submodule."""
+    net = prog.net
+    classes: dict[str, str] = {}  # source with {cls} unresolved -> class name
+    sources: list[str] = []
+    ctors = {}
+    for layer in net.layers:
+        op = layer.op
+        ctor = op.module(layer.keys, list(layer.in_features), layer.out_features)
+        if op.module_class is not None:
+            template = op.module_class(layer.keys, "{cls}")
+            if template not in classes:
+                classes[template] = prog.names.classes[layer.name]
+                sources.append(op.module_class(layer.keys, classes[template]))
+            ctor = ctor.replace("{cls}", classes[template])
+        ctors[layer.name] = ctor
+    return sources, ctors
+
+
 def _layer_table(net) -> list[dict]:
     rows = []
     for layer in net.layers:
@@ -184,6 +245,19 @@ def _layer_table(net) -> list[dict]:
     return rows
 
 
+def _signatures(prog: Program) -> dict[str, str]:
+    """forward()'s argument list, and what a training step passes after x."""
+    b = "buffers, " if prog.buffers else ""
+    sig, tail = f"params, {b}x", ""
+    if prog.modal:
+        sig += ", training=False"
+        tail += ", training=True"
+    if prog.dropout:
+        sig += ", dropout_rng=None"
+        tail += ", dropout_rng=dropout_rng"
+    return {"forward": sig, "head": f"params, {b}", "train_tail": tail}
+
+
 def context(prog: Program) -> dict:
     net, spec = prog.net, prog.net.spec
     loss = LOSSES[spec.loss.type]
@@ -200,7 +274,7 @@ def context(prog: Program) -> dict:
             terms = " + ".join(f"({printer(param(pi.state_name))} ** 2).sum()" for pi in prog.l2)
             value = f"{value} + {_num(l2.coef)} * ({terms})"
         code[xp] = {
-            "forward": _lines(prog.forward, printer),
+            "forward": _blocks(prog.forward, printer),
             "backward": _lines(prog.backward, printer),
             "loss": value,
         }
@@ -210,18 +284,17 @@ def context(prog: Program) -> dict:
         which = "all parameters" if l2.params == "all" else "the weights"
         loss_formula += f" + {l2.coef}·Σ p² over {which}"
 
-    # the nn.Module spelling of each layer
-    inits, calls = [], []
-    for layer in net.layers:
-        ctor = layer.op.module(layer.keys, list(layer.in_features), layer.out_features)
-        if ctor is not None:
-            inits.append((layer.name, ctor))
-        calls.append(
-            (
-                layer.name,
-                layer.op.module_call(layer.name, list(layer.inputs), layer.keys),
-            )
+    # the nn.Module spelling of each layer: a submodule each, called in spec order
+    classes, ctors = _module_classes(prog)
+    names = prog.names
+    inits = [(layer.name, ctors[layer.name]) for layer in net.layers]
+    calls = [
+        (
+            names.tensors[layer.name],
+            f"self.{layer.name}({', '.join(names.tensors[s] for s in layer.inputs)})",
         )
+        for layer in net.layers
+    ]
     module_loss = "criterion(out, y)"
     scale = getattr(spec.loss, "scale", 1.0)
     if scale != 1.0:
@@ -280,11 +353,28 @@ def context(prog: Program) -> dict:
             for pi in prog.params
         ],
         "code": code,
-        "saved": prog.saved,
-        "saved_unpack": ", ".join(prog.saved)
+        "saved_unpack": ", ".join(code for _, code in prog.saved)
         + ("," if len(prog.saved) == 1 else "")
         + " = "
-        + ", ".join(f'cache["{n}"]' for n in prog.saved),
+        + ", ".join(f'cache["{key}"]' for key, _ in prog.saved),
+        "cache_dict": _dict_code(prog.cache),
+        "tensor_grads_dict": _dict_code(prog.tensor_grads),
+        "output_code": prog.code_name(prog.output),
+        "buffers": [
+            {
+                "state_name": bi.state_name,
+                "init": {xp: _buffer_init(bi, xp) for xp in ("np", "torch")},
+            }
+            for bi in prog.buffers
+        ],
+        "modal": prog.modal,
+        "dropout": prog.dropout,
+        "seeded": spec.train.shuffle or prog.dropout,
+        # load_data() draws from the data stream (generated data, or a split)
+        "data_seeded": d.kind not in ("inline", "file") or d.split is not None,
+        "signatures": _signatures(prog),
+        "step0_tensors": list(prog.tensors),
+        "step0_grads": [name for name, _ in prog.tensor_grads],
         "output": prog.output,
         "l2": bool(l2),
         "loss_formula": loss_formula,
@@ -297,8 +387,14 @@ def context(prog: Program) -> dict:
         "param_count": net.param_count,
         "formulas": {
             "forward": [
-                {"layer": ln.layer, "math": f"{math_text(ln.target)} = {math_text(ln.expr)}", "shape": ln.shape}
+                {
+                    "layer": ln.layer,
+                    "type": net.layer(ln.layer).op.name,
+                    "math": f"{math_text(ln.target)} = {math_text(ln.expr)}",
+                    "shape": ln.shape,
+                }
                 for ln in prog.forward
+                if ln.mode != "eval" and ln.kind != "buffer_update"
             ],
             "backward": [
                 {"layer": f"`{ln.layer}`" if ln.layer else "loss", "math": f"{math_text(ln.target)} = {math_text(ln.expr)}", "shape": ln.shape}
@@ -306,15 +402,12 @@ def context(prog: Program) -> dict:
             ],
         },
         "correct": dict(zip(("np", "torch"), loss.correct or ("", ""))),
-        "dropouts": [
-            {"name": layer.name, "p": _num(layer.keys.p), "features": layer.out_features}
-            for layer in net.layers
-            if layer.op.name == "dropout"
-        ],
         "pos_weight": repr([float(w) for w in pos_weight]) if pos_weight is not None else None,
         "module": {
             "inits": inits,
             "calls": calls,
+            "classes": classes,
+            "functional": any("F." in source for source in classes),
             "criterion": loss.module(spec.loss),
             "loss": module_loss,
         },

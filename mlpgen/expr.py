@@ -316,10 +316,12 @@ FUNCS: dict[str, Func] = {
         "np.concatenate([{*}], axis=1)", "torch.cat([{*}], dim=1)", "[{*}]"
     ),
     "cols": Func("{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", postfix=True),
-    "dropout": Func(
-        "{0} if masks is None else {0} * {1}",
-        "{0} if masks is None else {0} * {1}",
-        "{0} ⊙ {1}",
+    # inverted dropout's mask, drawn from the dropout stream: keep where u >= p,
+    # scale what is kept by 1/(1 − p); one rng.random(shape) per layer and step
+    "dropout_mask": Func(
+        "((dropout_rng.random({0}.shape) >= {1}) / (1 - {1})).astype(DTYPE)",
+        "torch.from_numpy((dropout_rng.random(tuple({0}.shape)) >= {1}) / (1 - {1})).to(DTYPE)",
+        "[u ≥ {1}]/(1 − {1}), u ~ U(0, 1)",
         postfix=True,
     ),
     "maximum": Func("np.maximum({0}, {1})", "torch.maximum({0}, {1})", "max({0}, {1})"),
@@ -407,8 +409,6 @@ class Printer:
                 args.append(s)
             if "{*}" in fmt:
                 return fmt.replace("{*}", ", ".join(args)), ATOM
-            if e.fn == "dropout" and not math:
-                return fmt.format(*args), 0  # a conditional expression binds loosest
             return fmt.format(*args), ATOM
         if isinstance(e, Bin):
             prec = _BIN_PREC[e.op]

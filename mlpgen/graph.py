@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from . import data
-from .ops import LAYERS, LOSSES, Op, Param
+from .ops import LAYERS, LOSSES, Buffer, Op, Param
 from .schema import plural, show
 from .spec import (
     MAX_FEATURES,
@@ -54,6 +54,7 @@ class Layer:
     in_features: tuple[int, ...]
     out_features: int
     params: tuple[Param, ...]
+    buffers: tuple[Buffer, ...] = ()
 
     @property
     def path(self) -> str:
@@ -72,6 +73,7 @@ class Network:
     classes: int | None  # for classification losses
     target_features: int | None  # for float targets
     data: Any  # the DataInfo the graph was checked against
+    tokens: int | None = None  # T when x holds token indices (N, T)
 
     @property
     def output(self) -> Layer:
@@ -287,7 +289,8 @@ def _make_layer(
         params = tuple(op.params(ls.keys, list(in_features), out))
     except ValueError as e:
         return None, [(path, str(e))]
-    return Layer(i, ls.name, op, ls.keys, inputs, in_features, out, params), []
+    buffers = tuple(op.buffers(ls.keys, list(in_features), out))
+    return Layer(i, ls.name, op, ls.keys, inputs, in_features, out, params, buffers), []
 
 
 def _loss_problems(spec: Spec, data_info, out: Layer) -> list[tuple[str, str]]:

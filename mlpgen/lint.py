@@ -72,14 +72,16 @@ def costs(prog: Program, n: int) -> list[LayerCost]:
             forward = size
             backward = size if layer.name in passes_back else 0
         saved = _saved(prog, layer.name, size, itemsize)
-        if layer.op.name == "dropout" and "masks" in prog.saved:
-            saved += size * itemsize  # this layer's mask
+        # the intermediates a layer keeps for its backward rule (dropout's mask, …)
+        saved += sum(
+            size * itemsize for key, _ in prog.saved if key.startswith(layer.name + ".")
+        )
         rows.append(LayerCost(layer.name, forward, backward, saved))
     return rows
 
 
 def _saved(prog: Program, name: str, numel: int, itemsize: int) -> int:
-    return numel * itemsize if name in prog.saved else 0
+    return numel * itemsize if any(key == name for key, _ in prog.saved) else 0
 
 
 def cost_table(prog: Program) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from .expr import Const, Expr, Sym, call
@@ -106,19 +106,39 @@ DEFAULT_INIT = TorchDefaultInit(scheme="torch_default")
 
 @dataclass(frozen=True)
 class Draw:
-    """One parameter's initial draw: ``rng.uniform(low, high, shape)`` and so on."""
+    """One parameter's initial draw: ``rng.uniform(low, high, shape)`` and so on.
+
+    ``scale``, when set, is the bound (uniform, drawn from −scale to +scale) or
+    the std (normal) as Python code that computes exactly the float in ``b``,
+    e.g. ``1 / math.sqrt(2)``: the generated code shows the formula, not
+    0.7071067811865475.
+    """
 
     kind: str  # "uniform" | "normal" | "constant"
     a: float  # low, mean or the constant
     b: float = 0.0  # high or std
+    scale: str | None = None
+
+
+def _gain_code(gain: float, name: str | None = None) -> str:
+    """A gain as code: calculate_gain's exact values by their formula."""
+    exact = {math.sqrt(2.0): "math.sqrt(2)", 5.0 / 3: "5 / 3", 3.0 / 4: "3 / 4"}
+    return exact.get(gain, repr(gain))
+
+
+def _scaled(gain: float, root: str) -> str:
+    """``gain * math.sqrt(…)`` as code, without a factor of 1."""
+    return root if gain == 1.0 else f"{_gain_code(gain)} * {root}"
 
 
 def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
     """The torch.nn.init formula of a scheme, as one draw of the init stream."""
     s = init.scheme
     if s == "torch_default":
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        return Draw("uniform", -bound, bound)
+        if fan_in <= 0:
+            return Draw("uniform", -0.0, 0.0)
+        bound = 1.0 / math.sqrt(fan_in)
+        return Draw("uniform", -bound, bound, f"1 / math.sqrt({fan_in})")
     if s == "uniform":
         return Draw("uniform", init.low, init.high)
     if s == "normal":
@@ -133,22 +153,60 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
         gain = init.gain if not isinstance(init.gain, str) else calculate_gain(init.gain)
         if s == "xavier_uniform":
             bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-            return Draw("uniform", -bound, bound)
-        return Draw("normal", 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+            code = _scaled(gain, f"math.sqrt(6 / ({fan_in} + {fan_out}))")
+            return Draw("uniform", -bound, bound, code)
+        std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+        code = _scaled(gain, f"math.sqrt(2 / ({fan_in} + {fan_out}))")
+        return Draw("normal", 0.0, std, code)
     fan = fan_in if init.mode == "fan_in" else fan_out
     gain = calculate_gain(init.nonlinearity, init.a)
     if s == "kaiming_uniform":
         bound = gain * math.sqrt(3.0 / fan)
-        return Draw("uniform", -bound, bound)
-    return Draw("normal", 0.0, gain / math.sqrt(fan))
+        return Draw("uniform", -bound, bound, _scaled(gain, f"math.sqrt(3 / {fan})"))
+    std = gain / math.sqrt(fan)
+    code = f"1 / math.sqrt({fan})" if gain == 1.0 else f"{_gain_code(gain)} / math.sqrt({fan})"
+    return Draw("normal", 0.0, std, code)
+
+
+def check_draw_code(draw: Draw) -> bool:
+    """Whether ``draw.scale`` computes exactly ``draw.b`` (tests call this)."""
+    return draw.scale is None or eval(draw.scale, {"math": math}) == draw.b  # noqa: S307
 
 
 # ----------------------------------------------------------------------- the table
 
 
+@dataclass(frozen=True)
+class Local:
+    """One line a rule adds before its result: an intermediate (``let``) or, in
+    training mode, the update of a buffer (``update``)."""
+
+    target: Sym
+    expr: Expr
+    shape: tuple  # e.g. ("N", 5) or (5,)
+    note: str  # what it is, in words (may be empty)
+    kind: str  # "let" | "update"
+    name: str  # the intermediate's name within its layer ("mean"), or the buffer's
+
+
+def local_sym(layer: str, name: str, math: str | None = None) -> Sym:
+    """The symbol of intermediate ``name`` of ``layer``, before autodiff names it
+    in the file (``bn1_mean``; in formulas ``bn1.μ``)."""
+    return Sym(f"{layer}_{name}", math or f"{layer}.{name}")
+
+
 @dataclass
 class Ctx:
-    """What a rule sees: the symbols of one layer in the generated code."""
+    """What a rule sees: the symbols of one layer in the generated code.
+
+    A rule that needs more than one line names its pieces with ``let`` (the
+    batch mean, x̂, …): each becomes a line of its own, with its formula above
+    it, and the rule goes on with the returned symbol. A forward rule reads
+    ``training`` (the two forward passes, training and evaluation) and
+    ``update``s its buffers (layer state that is not a parameter) in training
+    mode. A backward rule reads the forward pass's intermediates with
+    ``local(name)``.
+    """
 
     xs: list[Expr]
     y: Expr
@@ -157,10 +215,38 @@ class Ctx:
     a: Any
     in_features: list[int]
     out_features: int
+    b: dict[str, Expr] = field(default_factory=dict)  # the layer's buffers
+    training: bool = True
+    layer: str = "layer"  # the layer's name, as the spec names it
+    lines: list[Local] = field(default_factory=list)  # what let and update added
+    # the symbol of an intermediate: (name, math) -> Sym; autodiff gives the
+    # file's names, the default serves tests that evaluate one rule alone
+    name_local: Callable[[str, str | None], Sym] | None = None
+    tokens: int | None = None  # T, when the layer reads token indices (N, T)
 
     @property
     def x(self) -> Expr:
         return self.xs[0]
+
+    def local(self, name: str, math: str | None = None) -> Sym:
+        """The symbol of this layer's intermediate ``name`` (made by ``let``,
+        here or in the forward pass)."""
+        if self.name_local is not None:
+            return self.name_local(name, math)
+        return local_sym(self.layer, name, math)
+
+    def let(
+        self, name: str, expr: Expr, shape: tuple, note: str = "", math: str | None = None
+    ) -> Sym:
+        """A named intermediate: ``<layer>_<name> = expr`` on a line of its own."""
+        sym = self.local(name, math)
+        if not any(line.target == sym for line in self.lines):
+            self.lines.append(Local(sym, expr, shape, note, "let", name))
+        return sym
+
+    def update(self, buffer: str, expr: Expr, note: str = "") -> None:
+        """Training mode only: ``buffer ← expr`` (running statistics and the like)."""
+        self.lines.append(Local(self.b[buffer], expr, (), note, "update", buffer))
 
 
 @dataclass(frozen=True)
@@ -171,17 +257,36 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """Layer state that is not a parameter: kept in ``state_dict()``, changed by
+    the forward pass in training mode, never by the optimizer."""
+
+    name: str  # "running_mean", …
+    shape: tuple[int, ...]
+    value: float  # the initial value of every element
+    dtype: Literal["float", "int64"] = "float"
+
+
+@dataclass(frozen=True)
 class Op:
     """One layer type.
 
-    forward(ctx) -> Expr            the layer's value
+    forward(ctx) -> Expr            the layer's value (``ctx.training`` says
+                                    which pass; ``ctx.let``/``ctx.update`` add lines)
     vjp(ctx) -> list[Expr | None]   ∂L/∂(each input), given g = ∂L/∂y
     param_grads(ctx) -> {name: Expr}
     out_features(a, in_features) -> int, or a message string for a shape error
     params(a, in_features, out) -> [Param]
-    module(a, in_features, out) -> nn constructor code, or None for ops written inline
-    module_call(attr, inputs, a) -> code for the nn.Module forward
+    buffers(a, in_features, out) -> [Buffer]
+    module(a, in_features, out) -> the nn constructor code of the layer's
+        submodule in torch_module.py ("{cls}" stands for the class that
+        ``module_class`` defines, when the layer needs one of its own)
+    module_class(a, cls) -> the source of that class (a small nn.Module), or None
+    class_name(layer) -> the name that class would like
     formula / derivative: readable text for comments, READMEs and diagrams
+    derivation: why the rules hold, for the learning page: the index form
+        down to the matrix form the code uses, the shapes checked (a few
+        lines of text, unicode math as in ``formula``)
     """
 
     name: str
@@ -190,15 +295,17 @@ class Op:
     vjp: Callable[[Ctx], list]
     formula: str
     derivative: str
-    module: Callable[..., str | None]
-    module_call: Callable[[str, list[str], Any], str] = (
-        lambda attr, xs, a: f"self.{attr}({xs[0]})"
-    )
+    module: Callable[..., str]
     out_features: Callable[..., int | str] = lambda a, ins: ins[0]
     params: Callable[..., list[Param]] = lambda a, ins, out: []
+    buffers: Callable[..., list[Buffer]] = lambda a, ins, out: []
     param_grads: Callable[[Ctx], dict] = lambda c: {}
+    module_class: Callable[[Any, str], str] | None = None
+    class_name: Callable[[str], str] = lambda layer: ""
     arity: tuple[int, int | None] = (1, 1)  # min, max number of inputs
     elementwise: bool = True
+    reads_tokens: bool = False  # may read integer token inputs
+    derivation: str = ""
 
 
 LAYERS: dict[str, Op] = {}
@@ -214,9 +321,12 @@ class NoKeys(Keys):
 
 
 def elementwise(
-    name, forward, vjp, formula, derivative, module, keys=NoKeys
+    name, forward, vjp, formula, derivative, module, keys=NoKeys, derivation=""
 ) -> Op:
-    """An activation applied element by element (JAX's ``defjvp`` in spirit)."""
+    """An activation applied element by element (JAX's ``defjvp`` in spirit).
+
+    ``derivation`` derives f′ only: why an element-wise rule is g ⊙ f′(x) is
+    said once for all of them (``ELEMENTWISE_DERIVATION``)."""
     return register(
         Op(
             name=name,
@@ -226,8 +336,18 @@ def elementwise(
             formula=formula,
             derivative=derivative,
             module=module,
+            derivation=derivation,
         )
     )
+
+
+ELEMENTWISE_DERIVATION = (
+    "An element-wise operation y[n,j] = f(x[n,j]): each output depends on the "
+    "input at the same place and on nothing else, so the Jacobian ∂y/∂x is "
+    "diagonal and the chain rule ∂L/∂x[n,j] = Σₘₖ g[m,k]·∂y[m,k]/∂x[n,j] keeps "
+    "one term: ∂L/∂x = g ⊙ f′(x), element by element, of x's shape (N, F). "
+    "Only f′ differs from one operation to the next."
+)
 
 
 # ---- linear
@@ -277,6 +397,20 @@ register(
         out_features=lambda a, ins: a.out,
         params=_linear_params,
         elementwise=False,
+        derivation=(
+            "In index form y[n,j] = Σᵢ x[n,i]·W[j,i] + b[j], with x (N, in), W "
+            "(out, in), b (out,), and y and g = ∂L/∂y (N, out).\n"
+            "W[j,i] enters y[n,j] of every row n, with factor x[n,i]: ∂L/∂W[j,i] "
+            "= Σₙ g[n,j]·x[n,i], which is the matrix product gᵀ @ x.\n"
+            "x[n,i] enters y[n,j] of every output j, with factor W[j,i]: "
+            "∂L/∂x[n,i] = Σⱼ g[n,j]·W[j,i], which is g @ W.\n"
+            "b[j] is added to every row: ∂L/∂b[j] = Σₙ g[n,j], the sum over the "
+            "batch.\n"
+            "The shapes check it (d2l §4.7): ∂L/∂W must be (out, in) like W, and "
+            "gᵀ @ x is the only product of g (N, out) and x (N, in) with that "
+            "shape; ∂L/∂x must be (N, in) like x, and g @ W is the only product "
+            "of g and W (out, in) that gives it."
+        ),
     )
 )
 
@@ -289,6 +423,10 @@ elementwise(
     "y = x",
     "∂L/∂x = g",
     lambda a, ins, out: "nn.Identity()",
+    derivation=(
+        "f(x) = x, so f′(x) = 1 and ∂L/∂x = g: the gradient passes through "
+        "unchanged."
+    ),
 )
 elementwise(
     "sigmoid",
@@ -297,6 +435,12 @@ elementwise(
     "y = σ(x) = 1 / (1 + exp(−x))",
     "σ′(x) = σ(x)·(1 − σ(x)) = (1 − y)·y, from the saved output",
     lambda a, ins, out: "nn.Sigmoid()",
+    derivation=(
+        "σ(x) = 1/(1 + e⁻ˣ), so σ′(x) = e⁻ˣ/(1 + e⁻ˣ)² = σ(x)·e⁻ˣ/(1 + e⁻ˣ) ="
+        " σ(x)·(1 − σ(x)).\n"
+        "Written with the saved output y = σ(x): ∂L/∂x = g ⊙ (1 − y) ⊙ y, and"
+        " the input need not be kept."
+    ),
 )
 elementwise(
     "tanh",
@@ -305,6 +449,11 @@ elementwise(
     "y = tanh(x)",
     "tanh′(x) = 1 − tanh(x)² = 1 − y², from the saved output",
     lambda a, ins, out: "nn.Tanh()",
+    derivation=(
+        "tanh(x) = sinh(x)/cosh(x); the quotient rule gives tanh′(x) = (cosh²"
+        " − sinh²)/cosh² = 1 − tanh²(x).\n"
+        "Written with the saved output y: ∂L/∂x = g ⊙ (1 − y²)."
+    ),
 )
 elementwise(
     "relu",
@@ -313,6 +462,13 @@ elementwise(
     "y = max(x, 0)",
     "relu′(x) = [x > 0], a mask (the saved output is > 0 exactly there)",
     lambda a, ins, out: "nn.ReLU()",
+    derivation=(
+        "max(x, 0) is x where x > 0 (slope 1) and 0 elsewhere (slope 0): "
+        "relu′(x) = [x > 0], a mask of zeros and ones. At the kink x = 0 "
+        "PyTorch takes the slope to be 0, and so does this rule.\n"
+        "y > 0 exactly where x > 0, so the mask comes from the saved output: "
+        "∂L/∂x = g ⊙ [y > 0]."
+    ),
 )
 
 
@@ -328,6 +484,11 @@ elementwise(
     "y = x if x > 0 else negative_slope·x",
     "leaky_relu′(x) = 1 if x > 0 else negative_slope",
     lambda a, ins, out: f"nn.LeakyReLU({a.negative_slope!r})",
+    derivation=(
+        "x where x > 0 (slope 1), negative_slope·x elsewhere (slope "
+        "negative_slope, also at the kink x = 0, as PyTorch): ∂L/∂x = g where"
+        " x > 0, negative_slope·g elsewhere."
+    ),
     keys=LeakyReluKeys,
 )
 
@@ -344,6 +505,12 @@ elementwise(
     "y = x if x > 0 else alpha·(exp(x) − 1)",
     "elu′(x) = 1 if x > 0 else alpha·exp(x)",
     lambda a, ins, out: f"nn.ELU({a.alpha!r})",
+    derivation=(
+        "x where x > 0 (slope 1), alpha·(eˣ − 1) elsewhere, whose slope is "
+        "alpha·eˣ: ∂L/∂x = g where x > 0, g·alpha·eˣ elsewhere.\n"
+        "The code takes eˣ of min(x, 0), so that the branch not taken never "
+        "overflows."
+    ),
     keys=EluKeys,
 )
 
@@ -384,6 +551,14 @@ elementwise(
     "y = x·Φ(x), Φ the standard normal CDF (tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))))",
     "gelu′(x) = Φ(x) + x·φ(x), φ the normal density (tanh form: its exact derivative)",
     lambda a, ins, out: "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")',
+    derivation=(
+        "x·Φ(x), with Φ(x) = ½·(1 + erf(x/√2)) the standard normal CDF, whose"
+        " derivative is the normal density φ(x) = e^(−x²/2)/√(2π). The "
+        "product rule: gelu′(x) = Φ(x) + x·φ(x).\n"
+        "The tanh form ½·x·(1 + t), t = tanh(u), u = √(2/π)·(x + "
+        "0.044715·x³): the product and chain rules with tanh′ = 1 − t² give "
+        "½·(1 + t) + ½·x·(1 − t²)·u′, u′ = √(2/π)·(1 + 3·0.044715·x²)."
+    ),
     keys=GeluKeys,
 )
 elementwise(
@@ -393,6 +568,10 @@ elementwise(
     "y = x·σ(x)",
     "silu′(x) = σ(x)·(1 + x·(1 − σ(x)))",
     lambda a, ins, out: "nn.SiLU()",
+    derivation=(
+        "x·σ(x): the product rule with σ′ = σ·(1 − σ) gives silu′(x) = σ(x) +"
+        " x·σ(x)·(1 − σ(x)) = σ(x)·(1 + x·(1 − σ(x)))."
+    ),
 )
 elementwise(
     "softplus",
@@ -401,6 +580,12 @@ elementwise(
     "y = log(1 + exp(x)), and y = x above 20 (torch's threshold)",
     "softplus′(x) = σ(x), and 1 above 20",
     lambda a, ins, out: "nn.Softplus()",
+    derivation=(
+        "log(1 + eˣ): the chain rule gives softplus′(x) = eˣ/(1 + eˣ) = 1/(1 "
+        "+ e⁻ˣ) = σ(x).\n"
+        "Above 20 PyTorch returns x itself (log(1 + eˣ) is x to double "
+        "precision there), and the slope is 1."
+    ),
 )
 register(
     Op(
@@ -412,6 +597,14 @@ register(
         derivative="the Jacobian-vector product ∂L/∂x = y ⊙ (g − Σⱼ gⱼ·yⱼ)",
         module=lambda a, ins, out: "nn.Softmax(dim=1)",
         elementwise=False,
+        derivation=(
+            "Per row, yⱼ = exp(xⱼ)/Σₖ exp(xₖ): every output depends on every "
+            "input of its row, and the quotient rule gives ∂yⱼ/∂xᵢ = yⱼ·([i = j] "
+            "− yᵢ), the C × C Jacobian diag(y) − y·yᵀ of each row.\n"
+            "Then ∂L/∂xᵢ = Σⱼ gⱼ·yⱼ·([i = j] − yᵢ) = yᵢ·gᵢ − yᵢ·Σⱼ gⱼ·yⱼ: ∂L/∂x ="
+            " y ⊙ (g − Σⱼ gⱼ·yⱼ), the row sum broadcast along its row. Shape (N, "
+            "C) like x, and the Jacobian is never formed."
+        ),
     )
 )
 register(
@@ -424,6 +617,12 @@ register(
         derivative="∂L/∂x = g − exp(y) ⊙ Σⱼ gⱼ",
         module=lambda a, ins, out: "nn.LogSoftmax(dim=1)",
         elementwise=False,
+        derivation=(
+            "Per row, yⱼ = xⱼ − log Σₖ exp(xₖ), so ∂yⱼ/∂xᵢ = [i = j] − "
+            "softmax(x)ᵢ, and softmax(x) = exp(y).\n"
+            "Then ∂L/∂xᵢ = Σⱼ gⱼ·([i = j] − exp(yᵢ)) = gᵢ − exp(yᵢ)·Σⱼ gⱼ: ∂L/∂x "
+            "= g − exp(y) ⊙ Σⱼ gⱼ, shape (N, C) like x."
+        ),
     )
 )
 
@@ -433,19 +632,39 @@ class DropoutKeys(Keys):
 
 
 def mask(layer_name: str) -> Sym:
-    """The dropout mask of one training step, drawn before the forward pass."""
-    return Sym(f'masks["{layer_name}"]', f"mask_{layer_name}")
+    """The dropout mask of one training step, drawn in the forward pass."""
+    return local_sym(layer_name, "mask")
+
+
+def _dropout_forward(c: Ctx) -> Expr:
+    if not c.training:
+        return c.x  # evaluation: dropout is off
+    m = c.let(
+        "mask",
+        call("dropout_mask", c.x, Const(c.a.p)),
+        ("N", c.out_features),
+        "keep where u ≥ p, u drawn from the dropout stream, and scale by 1/(1 − p)",
+    )
+    return c.x * m
 
 
 register(
     Op(
         name="dropout",
         Keys=DropoutKeys,
-        forward=lambda c: call("dropout", c.x, mask(c.y.code)),
-        vjp=lambda c: [c.g * mask(c.y.code)],
+        forward=_dropout_forward,
+        vjp=lambda c: [c.g * c.local("mask")],
         formula="y = x ⊙ mask, mask = [u ≥ p]/(1 − p) in training; y = x in evaluation",
         derivative="∂L/∂x = g ⊙ mask (the same mask)",
         module=lambda a, ins, out: f"Dropout({a.p!r}, dropout_rng)",
+        derivation=(
+            "In training y = x ⊙ m, with the mask m = [u ≥ p]/(1 − p) drawn once "
+            "for the step: a constant, not a function of x. So ∂y[n,j]/∂x[n,j] = "
+            "m[n,j] and ∂L/∂x = g ⊙ m with the very mask of the forward pass, "
+            "which is why the forward pass keeps it.\n"
+            "Dropped units get no gradient, kept ones get theirs scaled by 1/(1 −"
+            " p), as their values were. In evaluation y = x and ∂L/∂x = g."
+        ),
     )
 )
 
@@ -456,6 +675,17 @@ def _same_features(a, ins: list[int]) -> int | str:
     return ins[0]
 
 
+ADD_CLASS = '''class {cls}(nn.Module):
+    """x₁ + x₂ + …: a sum of layers (a skip connection) as a module, so that a
+    forward hook can record its output like any other layer's."""
+
+    def forward(self, *xs):
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x
+        return total
+'''
+
 register(
     Op(
         name="add",
@@ -464,11 +694,19 @@ register(
         vjp=lambda c: [c.g for _ in c.xs],
         formula="y = x₁ + x₂ + …",
         derivative="∂L/∂xᵢ = g for every input",
-        module=lambda a, ins, out: None,
-        module_call=lambda attr, xs, a: " + ".join(xs),
+        module=lambda a, ins, out: "{cls}()",
+        module_class=lambda a, cls: ADD_CLASS.format(cls=cls),
+        class_name=lambda layer: "Add",
         out_features=_same_features,
         arity=(2, None),
         elementwise=False,
+        derivation=(
+            "y = x₁ + x₂ + …: ∂y/∂xᵢ is the identity for every input, so each "
+            "input gets g unchanged, shape (N, F) like y.\n"
+            "A tensor that feeds this sum and another layer as well (a skip "
+            "connection) gets the sum of the gradients of its uses, the "
+            "multivariable chain rule, on a line of its own."
+        ),
     )
 )
 
@@ -488,6 +726,14 @@ def _concat_vjp(c: Ctx) -> list[Expr]:
     return grads
 
 
+CONCAT_CLASS = '''class {cls}(nn.Module):
+    """torch.cat(xs, dim=1): layers side by side along the feature axis, as a
+    module, so that a forward hook can record its output like any other layer's."""
+
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+'''
+
 register(
     Op(
         name="concat",
@@ -496,11 +742,17 @@ register(
         vjp=_concat_vjp,
         formula="y = [x₁, x₂, …] along the feature axis",
         derivative="∂L/∂xᵢ = g[:, the columns of xᵢ]",
-        module=lambda a, ins, out: None,
-        module_call=lambda attr, xs, a: f"torch.cat([{', '.join(xs)}], dim=1)",
+        module=lambda a, ins, out: "{cls}()",
+        module_class=lambda a, cls: CONCAT_CLASS.format(cls=cls),
+        class_name=lambda layer: "Concat",
         out_features=lambda a, ins: sum(ins),
         arity=(2, None),
         elementwise=False,
+        derivation=(
+            "y = [x₁, x₂, …] along the features: each column of y is a copy of "
+            "one column of one input. So ∂L/∂xᵢ is the slice of g at xᵢ's "
+            "columns, shape (N, Fᵢ) like xᵢ, and the slices partition g."
+        ),
     )
 )
 
@@ -522,6 +774,27 @@ def _cas():
     return cas
 
 
+def _activation_class(a, cls: str) -> str:
+    from .expr import math_text
+
+    cas = _cas()
+    formula = math_text(cas.forward_ir(a.expr, Sym("x")))
+    return (
+        f"class {cls}(nn.Module):\n"
+        f'    """f(x) = {formula}, element by element: the spec\'s custom activation,\n'
+        "    written with torch operations so that autograd differentiates it (and\n"
+        '    so checks the derivative mlpgen derived)."""\n'
+        "\n"
+        "    def forward(self, x):\n"
+        f"        return {cas.torch_forward(a.expr, Sym('x'))}\n"
+    )
+
+
+def camel(name: str) -> str:
+    """``act_1`` -> ``Act1``: a layer's name as a class name."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_")) or "Layer"
+
+
 register(
     Op(
         name="activation",
@@ -530,9 +803,17 @@ register(
         vjp=lambda c: [_cas().vjp_ir(c.a.expr, c.x, c.y, c.g)],
         formula="y = f(x), the spec's expression in x, element by element",
         derivative="∂L/∂x = g ⊙ f′(x), f′ derived symbolically (sympy) from the expression",
-        # inline torch operations, so that autograd checks the derived f′
-        module=lambda a, ins, out: None,
-        module_call=lambda attr, xs, a: _cas().torch_forward(a.expr, Sym(xs[0])),
+        module=lambda a, ins, out: "{cls}()",
+        module_class=_activation_class,
+        class_name=camel,
+        derivation=(
+            "f is the spec's expression in x. Element by element, ∂L/∂x = g ⊙ "
+            "f′(x); f′ is derived from the expression by sympy with the sum, "
+            "product, quotient and chain rules, and shared pieces are computed "
+            "once.\n"
+            "torch_module.py does not use f′: autograd differentiates the same "
+            "expression there, so the cross-test checks what sympy derived."
+        ),
     )
 )
 
@@ -566,6 +847,8 @@ class Loss:
     # constants the derived gradient reads, defined at the top of the manual
     # files: (the Sym, its value as code valid in NumPy and torch files, why)
     constants: tuple[tuple[Sym, str, str], ...] = ()
+    # why the gradient holds, for the learning page (see Op.derivation)
+    derivation: str = ""
 
 
 LOSSES: dict[str, Loss] = {}
@@ -576,6 +859,13 @@ Reduction = Literal["mean", "sum"]
 class L2Keys(Keys):
     coef: Annotated[float, Range(ge=0)]
     params: Literal["all", "weights"] = "all"
+
+
+L2_DERIVATION = (
+    "The l2 term adds coef·Σ p² over the chosen parameters to the loss; "
+    "(p²)′ = 2p, so each of them gets 2·coef·p added to its gradient, on the "
+    "line of its rule."
+)
 
 
 class LossKeys(Keys):
@@ -616,6 +906,16 @@ LOSSES["mse"] = Loss(
     formula="L = scale · mean((ŷ − y)²)   (sum with reduction: sum)",
     derivative="∂L/∂ŷ = 2·scale/numel(ŷ) · (ŷ − y)   (2·scale · (ŷ − y) with sum)",
     module=lambda a: f'nn.MSELoss(reduction="{a.reduction}")',
+    derivation=(
+        "L = scale·(1/M)·Σ (ŷ − y)² over the M = N·F elements of ŷ (reduction"
+        " sum: no 1/M).\n"
+        "Each term depends on one element of ŷ, and (u²)′ = 2u: ∂L/∂ŷ = "
+        "2·scale/M·(ŷ − y), shape (N, F) like ŷ (with one output column M is "
+        "N).\n"
+        "The 1/M of the mean makes each element's gradient smaller as the "
+        "batch grows, so that the step size does not depend on the batch "
+        "size."
+    ),
 )
 
 
@@ -660,6 +960,21 @@ LOSSES["cross_entropy"] = Loss(
     derivative="∂L/∂z = (softmax(z) − onehot(y)) · w[y] / Σₙ w[yₙ]   (softmax and the loss fused)",
     module=_ce_module,
     targets="class",
+    derivation=(
+        "Per row n, with logits zₙ over C classes: L = (1/N)·Σₙ "
+        "(logsumexp(zₙ) − zₙ[yₙ]), which is −(1/N)·Σₙ log softmax(zₙ)[yₙ].\n"
+        "∂logsumexp(zₙ)/∂zₙⱼ = exp(zₙⱼ)/Σₖ exp(zₙₖ) = pₙⱼ with p = "
+        "softmax(z), and ∂zₙ[yₙ]/∂zₙⱼ = [j = yₙ]. So ∂L/∂z = (p − "
+        "onehot(y))/N, shape (N, C) like z.\n"
+        "Why softmax and the loss fuse: through softmax's own rule instead, "
+        "∂L/∂p = −onehot(y)/(N·p), and p ⊙ (∂L/∂p − Σⱼ (∂L/∂p)ⱼ·pⱼ) is again "
+        "(p − onehot(y))/N: the 1/p of the log cancels the p of softmax's "
+        "derivative. The fused form never divides by a probability that may "
+        "have rounded to 0, which is why PyTorch's CrossEntropyLoss takes "
+        "logits.\n"
+        "With class weights row n counts w[yₙ] times and the mean divides by "
+        "Σₙ w[yₙ]: ∂L/∂zₙ = (pₙ − onehot(yₙ))·w[yₙ]/Σₘ w[yₘ]."
+    ),
     correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
 )
 
@@ -698,6 +1013,14 @@ LOSSES["nll"] = Loss(
     derivative="∂L/∂z = −onehot(y) · w[y] / Σₙ w[yₙ]",
     module=lambda a: _ce_module(a).replace("CrossEntropyLoss", "NLLLoss"),
     targets="class",
+    derivation=(
+        "On log-probabilities z (the output of log_softmax), L = −(1/N)·Σₙ "
+        "zₙ[yₙ]: only the target entry of each row enters, with slope −1/N. "
+        "∂L/∂z = −onehot(y)/N, shape (N, C) like z; with class weights "
+        "−onehot(y)·w[y]/Σₙ w[yₙ].\n"
+        "Followed back through log_softmax's rule g − exp(y)·Σⱼ gⱼ, it gives "
+        "(softmax(x) − onehot(y))/N: cross-entropy in two steps."
+    ),
     correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
 )
 
@@ -738,6 +1061,17 @@ LOSSES["bce"] = Loss(
     derivative="∂L/∂p = (p − y) / max((1 − p)·p, ε) / numel(p), ε = 1e−12 as a float32",
     module=lambda a: "nn.BCELoss()" if a.reduction == "mean" else f'nn.BCELoss(reduction="{a.reduction}")',
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
+    derivation=(
+        "L = (1/M)·Σ −(y·log p + (1 − y)·log(1 − p)) over the M elements of "
+        "p.\n"
+        "One term's derivative: −y/p + (1 − y)/(1 − p) = (p − y)/(p·(1 − p))."
+        " So ∂L/∂p = (p − y)/(p·(1 − p))/M, shape (N, 1) like p. PyTorch "
+        "bounds the denominator below by ε, so that a saturated p of exactly "
+        "0 or 1 gives a large finite gradient instead of a division by zero.\n"
+        "After a sigmoid, p = σ(z) and σ′(z) = p·(1 − p): the product is (p −"
+        " y)/M, the p·(1 − p) cancels. bce_with_logits computes that product "
+        "directly."
+    ),
     constants=(
         (
             BCE_EPS,
@@ -785,4 +1119,14 @@ LOSSES["bce_with_logits"] = Loss(
     derivative="∂L/∂z = (σ(z)·(1 + (pw − 1)·y) − pw·y) / numel(z)   (σ(z) − y without pos_weight)",
     module=_bcel_module,
     correct=("(out > 0) == (y > 0.5)", "(out > 0) == (y > 0.5)"),
+    derivation=(
+        "On logits z, with p = σ(z) and log(1 − σ(z)) = log σ(z) − z, one "
+        "term −(y·log σ(z) + (1 − y)·log(1 − σ(z))) is (1 − y)·z − log σ(z).\n"
+        "(log σ)′(z) = 1 − σ(z), so its derivative is (1 − y) − (1 − σ(z)) = "
+        "σ(z) − y, and ∂L/∂z = (σ(z) − y)/M, shape (N, 1) like z.\n"
+        "With pos_weight pw the log σ(z) term is weighted by 1 + (pw − 1)·y: "
+        "∂L/∂z = (σ(z)·(1 + (pw − 1)·y) − pw·y)/M. Computed from z with a "
+        "stable log σ, it never takes the log of a probability that rounded "
+        "to 0."
+    ),
 )

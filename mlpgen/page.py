@@ -441,18 +441,22 @@ def _node_entries(prog: Program, step: Step | None) -> dict[str, dict]:
         **stats(tensors.get(INPUT)),
     }
     nodes["y"] = {"title": "y: the targets", "kind": "targets", "formulas": [], "reads": [], "readby": ["loss"]}
-    forward = {ln.layer: ln for ln in prog.forward}
+    forward: dict[str, list[str]] = {}
+    for ln in prog.forward:
+        mode = {"train": "in training: ", "eval": "in evaluation: "}.get(ln.mode, "")
+        forward.setdefault(ln.layer, []).append(
+            f"{mode}{math_text(ln.target)} = {math_text(ln.expr)}"
+        )
     backward_of: dict[str, list[str]] = {}
     for line in prog.backward:
         backward_of.setdefault(line.layer or "loss", []).append(
             f"{math_text(line.target)} = {math_text(line.expr)}"
         )
     for layer in net.layers:
-        ln = forward[layer.name]
         nodes[layer.name] = {
-            "title": f"{layer.name}: {layer.op.name}, {ln.shape}",
+            "title": f"{layer.name}: {layer.op.name}, (N, {layer.out_features})",
             "kind": "layer",
-            "formulas": [f"{math_text(ln.target)} = {math_text(ln.expr)}"],
+            "formulas": forward[layer.name],
             "backward": backward_of.get(layer.name, []),
             "rule": [LAYERS[layer.op.name].formula, LAYERS[layer.op.name].derivative],
             "reads": list(layer.inputs),
@@ -480,7 +484,7 @@ def _node_entries(prog: Program, step: Step | None) -> dict[str, dict]:
         **({"loss": num(step.loss)} if step else {}),
     }
     for line in prog.backward:
-        tensor = line_tensor(line)
+        tensor = line_tensor(prog, line)
         nodes[line.target.code] = {
             "title": f"{math_text(line.target)}  {line.shape}",
             "kind": line.kind,
@@ -489,7 +493,7 @@ def _node_entries(prog: Program, step: Step | None) -> dict[str, dict]:
             "tensor": tensor,
             "reads": [],
             "readby": [],
-            **stats(grad=line_stat(line, step)),
+            **stats(grad=line_stat(prog, line, step)),
         }
     return nodes
 

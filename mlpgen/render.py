@@ -72,7 +72,7 @@ WRAP = 56  # characters per formula line inside a node
 WRAP_COMPACT = 36  # … in a drawing that came out too wide at first
 MUTED = "#555555"
 GAP = "&#160;&#160;"  # two non-breaking spaces between parts of a label row
-MAX_WIDTH = 1100  # points: a 900 px column then shows 10 pt text at 8 px or more
+MAX_WIDTH = 1000  # points: a 900 px column then shows 10 pt text at 9 px or more
 
 # one colour per kind of node, shared by both diagrams
 VALUE_FILL = "#eeeeee"  # the input, the targets, forward values reused backward
@@ -286,6 +286,7 @@ class Layout:
 
     def __init__(self, prog: Program, compact: bool = False, rankdir: str = "TB"):
         net = prog.net
+        self.prog = prog
         # compact and LR: the next tries when a drawing came out wider than MAX_WIDTH
         self.compact = compact
         self.rankdir = rankdir
@@ -354,6 +355,19 @@ def backward_dot(prog: Program, step: Step | None = None) -> str:
     return backward_graph(prog, step).source
 
 
+def forward_formulas(prog: Program) -> dict[str, list[str]]:
+    """Per layer, the formula of its output; where training and evaluation
+    differ (dropout, batchnorm), the training one, then the evaluation one."""
+    out: dict[str, list[str]] = {}
+    for ln in prog.forward:
+        if ln.kind == "forward":
+            text = f"{math_text(ln.target)} = {math_text(ln.expr)}"
+            out.setdefault(ln.layer, []).append(
+                "in evaluation: " + text if ln.mode == "eval" else text
+            )
+    return out
+
+
 def forward_graph(
     prog: Program, step: Step | None = None, compact: bool = False, rankdir: str = "TB"
 ) -> graphviz.Digraph:
@@ -377,10 +391,7 @@ def forward_graph(
         fillcolor=VALUE_FILL,
         group="spine",
     )
-    formulas = {
-        ln.layer: f"{math_text(ln.target)} = {math_text(ln.expr)}"
-        for ln in prog.forward
-    }
+    formulas = forward_formulas(prog)
     for layer in net.layers:
         where = _target(g, subs, layout, layer.name)
         beside = []
@@ -401,7 +412,7 @@ def forward_graph(
                 + escape(layer.op.name)
                 + GAP
                 + escape(shape_str(layer.out_features)),
-                *wrapped(formulas[layer.name], MUTED, layout.wrap),
+                *(row for f in formulas[layer.name] for row in wrapped(f, MUTED, layout.wrap)),
                 *data_row(tensors.get(layer.name)),
                 *grad_row(tgrads.get(layer.name)),
             ),
@@ -442,7 +453,7 @@ def forward_graph(
         _node(g, weight.code, text, style="filled", fillcolor=VALUE_FILL)
         _edge(g, weight.code, "loss", style="dashed")
         _same_rank(g, [prog.output, weight.code])
-    texts = [*formulas.values(), *loss_rows(prog)]
+    texts = [*(f for fs in formulas.values() for f in fs), *loss_rows(prog)]
     _legend(g, "loss", FORWARD_KEY, texts, prog, step)
     return g
 
@@ -514,34 +525,38 @@ _STYLE = {
 }
 
 
-def line_tensor(line: Line) -> str:
+def line_tensor(prog: Program, line: Line) -> str | None:
     """The tensor or parameter a backward line is the gradient of: the spec name
     of a tensor (``fc1``), or a parameter's state name (``fc1.weight``); a
-    fan-out part is a part of its tensor's gradient."""
+    fan-out part is a part of its tensor's gradient; an intermediate of a
+    rule (``grad_intermediate``) is no tensor's gradient (None)."""
     code = line.target.code
     if line.kind == "param_grad":
         return code[len('grads["') : -2]
     if line.kind == "fanout_part":
-        return code[2 : code.rindex(f"_from_{line.layer}")]
-    return code[2:]
+        return line.target.math[len("∂L/∂") :].rsplit(" via ", 1)[0]
+    if line.kind == "grad_intermediate":
+        return None
+    return {var: name for name, var in prog.names.grads.items()}.get(code)
 
 
-def line_stat(line: Line, step: Step | None) -> Stat | None:
-    """The first step's value of the gradient a line computes (parts: none)."""
-    if step is None or line.kind == "fanout_part":
+def line_stat(prog: Program, line: Line, step: Step | None) -> Stat | None:
+    """The first step's value of the gradient a line computes (parts and a
+    rule's intermediates: none, they are not in the dump)."""
+    if step is None or line.kind in ("fanout_part", "grad_intermediate"):
         return None
     if line.kind == "param_grad":
-        return step.grads.get(line_tensor(line))
-    return step.tensor_grads.get(line_tensor(line))
+        return step.grads.get(line_tensor(prog, line))
+    return step.tensor_grads.get(line_tensor(prog, line))
 
 
 def _group(line: Line, layout: Layout) -> dict[str, str]:
     """The column of a backward line: the gradient of a tensor goes in its
     tensor's column, a fan-out part in the column of the edge it flows back
     along; parameter gradients hang beside."""
-    if line.kind == "param_grad":
+    if line.kind in ("param_grad", "grad_intermediate"):
         return {}
-    tensor = line_tensor(line)
+    tensor = line_tensor(layout.prog, line)
     if line.kind == "fanout_part":
         both = tensor in layout.spine and line.layer in layout.spine
         return {"group": "spine" if both else layout.group[line.layer]}
@@ -568,7 +583,7 @@ def backward_graph(
                 bold(math_text(line.target)) + GAP + escape(line.shape),
                 *wrapped("= " + math_text(line.expr), width=layout.wrap),
                 small(_note(line, prog)),
-                *grad_row(line_stat(line, step), "grad"),
+                *grad_row(line_stat(prog, line, step), "grad"),
             ),
             **_STYLE[line.kind],
             **_group(line, layout),
@@ -734,7 +749,7 @@ def _norm_strip(prog: Program, step: Step) -> str:
         f'<tr><td colspan="3" align="left">{small(f"log scale: one ▇ per {per_char:.2g} decades (×{10 ** per_char:.3g})")}</td></tr>',
     ]
     for name, v, n in zip(names, norms, bars):
-        bar = f'<font point-size="9" color="{GRAD_EDGE}">{"▇" * n or "·"}</font>'
+        bar = f'<font point-size="{SMALL}" color="{GRAD_EDGE}">{"▇" * n or "·"}</font>'
         rows.append(
             f'<tr><td align="left">{small(name, "#000000")}</td>'
             f'<td align="left">{bar}</td>'

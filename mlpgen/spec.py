@@ -136,36 +136,38 @@ class SpecError(Exception):
 SPEC_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 LAYER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
-# Names a layer may not take, because the generated implementations use them:
-# every module-level name (imports, constants, functions, helpers) and every
-# name inside the functions where layer names are variables (forward and
-# backward, the nn.Module class), and a few more of the training loop.
-# tests/test_hostile.py audits this set against everything the templates
-# emit. Besides these, every name starting with ``d_`` is reserved (the
-# gradient of layer ``h`` is the variable ``d_h``), and every name starting
-# with ``_`` (Python's dunders and nn.Module's private attributes).
-RESERVED = {
+# Names the generated implementations use themselves: every module-level name
+# (imports, constants, functions, helpers, classes) and every name inside the
+# functions where tensors are variables. A layer may take any of them: its
+# variable is then renamed in the generated code (autodiff.Names: ``sum``
+# becomes ``sum_``), while comments, diagrams, dump keys and state_dict() keys
+# keep the spec's name. tests/test_hostile.py audits this set against
+# everything the templates emit.
+GENERATED_NAMES = {
     # modules and the constants at the top of every file
-    "np", "torch", "nn", "F", "math", "argparse", "importlib", "pathlib",
+    "np", "torch", "nn", "F", "math", "argparse", "importlib", "pathlib", "sys",
     "DTYPE", "SEED", "EPOCHS", "BATCH_SIZE", "LOG_EVERY", "LR", "BETA1", "BETA2",
     "EPS", "ALPHA", "MOMENTUM", "DAMPENING", "WEIGHT_DECAY", "WEIGHT",
     "CLASS_WEIGHT", "POS_WEIGHT", "BCE_EPS", "Dropout",
     # functions
     "main", "train", "forward", "backward", "loss_fn", "load_data", "init_params",
-    "report", "save_dump", "parse_args", "positive_int", "seed_int",
-    "optimizer_step", "init_optimizer", "draw_masks", "criterion",
+    "init_buffers", "report", "save_dump", "parse_args", "positive_int", "seed_int",
+    "optimizer_step", "init_optimizer", "criterion", "batches", "first_step",
     # NumPy helpers
     "sigmoid", "softplus", "softmax", "log_softmax", "logsumexp", "logsigmoid",
     "erf", "clamped_log", "clamped_log1p", "mean",
     # variables
-    "x", "y", "xb", "yb", "params", "grads", "grads0", "cache", "loss", "losses",
-    "out", "out0", "masks", "state", "data", "model", "optimizer", "rng", "args",
+    "x", "y", "xb", "yb", "params", "grads", "cache", "loss", "losses",
+    "out", "out0", "state", "data", "model", "optimizer", "rng", "args",
     "arrays", "epoch", "epochs", "step", "start", "batch", "order", "first",
     "name", "p", "g", "part", "line", "self", "seed", "quiet", "exp_avg",
     "exp_avg_sq", "max_exp_avg_sq", "denom", "square_avg", "grad_avg", "avg",
     "momentum_buffer", "bias_correction1", "bias_correction2", "step_size",
-    "bias_correction2_sqrt", "shuffle_rng", "dropout_rng",
+    "bias_correction2_sqrt", "shuffle_rng", "dropout_rng", "buffers", "training",
+    "tensors", "tensor_grads", "keep", "hook", "module", "inputs", "output",
+    "xs", "total", "epoch_loss",
 }  # fmt: skip
+RESERVED = GENERATED_NAMES  # the name earlier versions refused as layer names
 
 # Layer names are local variables of the generated functions, which call
 # builtins such as sum, max or print: a layer must not shadow one.
@@ -212,23 +214,18 @@ def _check_spec_name(name: str) -> str:
 def _check_layer_name(name: str) -> str:
     if keyword.iskeyword(name):
         raise ValueError(f"'{name}' is a Python keyword; choose another name")
-    if name in RESERVED:
-        raise ValueError(f"'{name}' is reserved (the generated code uses that name)")
-    if name.startswith("d_"):
-        raise ValueError(
-            f"'{name}' starts with d_, which is reserved for gradients (d_<layer>)"
-        )
+    if name == "x":
+        raise ValueError("'x' is the network's input; choose another name")
     if name.startswith("_"):
         raise ValueError(
             f"'{name}' starts with _, which is reserved for Python and nn.Module "
             "internals"
         )
-    if name in _BUILTINS:
-        raise ValueError(f"'{name}' is a Python builtin; choose another name")
     if name in NN_MODULE_ATTRIBUTES:
         raise ValueError(
             f"'{name}' is an attribute of torch.nn.Module, which the layer "
-            "would hide in torch_module.py; choose another name"
+            "would hide in torch_module.py (PyTorch refuses it as a submodule "
+            "name); choose another name"
         )
     return name
 
@@ -742,6 +739,15 @@ def _check_layers(raw: Any, where: Location) -> tuple[Any, list[Problem]]:
             named[name] = i
         if len(problems) == before:
             layers.append(Layer(name=name, type=op, inputs=inputs, keys=keys))
+    for name, i in named.items():
+        if name.startswith("d_") and name[2:] in named:
+            problems.append(
+                (
+                    where + (i, "name"),
+                    f"'{name}' reads as the gradient of layer '{name[2:]}' (the dump "
+                    f"names ∂L/∂{name[2:]} step0/{name}); choose another name",
+                )
+            )
     return layers, problems
 
 

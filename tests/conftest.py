@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from hypothesis import settings
@@ -16,6 +19,8 @@ settings.register_profile("long", max_examples=300, deadline=None)
 settings.load_profile("default")
 
 ROOT = Path(__file__).resolve().parent.parent
+# a 12-layer sigmoid chain, 16 -> 11x32 -> 4, ten blocks alike: the diagrams at scale
+CHAIN12 = ROOT / "tests" / "specs" / "chain12.yaml"
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))
 
 
@@ -41,3 +46,21 @@ def compiled(tmp_path_factory):
         return done[spec]
 
     return get
+
+
+def training_forward(nb, x, dropout_seed: int = 1):
+    """params -> nb.forward(...) on ``x`` in training mode, with the same dropout
+    masks at every call and fresh buffers: a deterministic, smooth function of
+    the parameters, for finite differences."""
+    arguments = inspect.signature(nb.forward).parameters
+
+    def run(params):
+        head = (params, nb.init_buffers()) if "buffers" in arguments else (params,)
+        options = {}
+        if "training" in arguments:
+            options["training"] = True
+        if "dropout_rng" in arguments:
+            options["dropout_rng"] = np.random.default_rng(dropout_seed)
+        return nb.forward(*head, x, **options)
+
+    return run

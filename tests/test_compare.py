@@ -111,7 +111,11 @@ def test_run_prints_the_report_and_plots_the_losses(tmp_path):
     r = mlpgen("run", XOR, "--epochs", "100", "--plot", figure)
     assert r.returncode == 0, r.stderr
     # stderr is no terminal here: no bar, and no progress lines on stdout
-    assert r.stdout.splitlines() == ["train  loss 0.249709", f"wrote {figure}"]
+    assert r.stdout.splitlines() == [
+        "after training, in evaluation mode:",
+        "train  loss 0.249709",
+        f"wrote {figure}",
+    ]
     assert figure.read_bytes().startswith(PNG)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import CHAIN12, ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -149,7 +149,7 @@ def test_xor_explorer_loads_and_links_nodes_to_lines(browser, compiled, shots):
 def test_explorer_of_a_12_layer_chain(browser, compiled, shots):
     from selenium.webdriver.common.by import By
 
-    folder = compiled(ROOT / "specs" / "deep_chain.yaml")
+    folder = compiled(CHAIN12)
     open_page(browser, folder)
     click_node(browser, "backward", 'grads["fc1.weight"]')
     lines = highlighted(browser)
@@ -161,8 +161,8 @@ def test_explorer_of_a_12_layer_chain(browser, compiled, shots):
     if "value at the first step" in details.text:  # with the first step's numbers
         assert details.find_elements(By.CSS_SELECTOR, ".heat div")  # (64, 32): a heat map
     assert errors(browser) == []
-    browser.save_screenshot(str(shots / "deep_chain.png"))
-    assert_readable(shots / "deep_chain.png")
+    browser.save_screenshot(str(shots / "chain12.png"))
+    assert_readable(shots / "chain12.png")
 
 
 def test_picking_from_the_list_and_deep_links(browser, compiled):

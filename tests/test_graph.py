@@ -15,7 +15,7 @@ from mlpgen import graph as G
 from mlpgen.compiler import build
 from mlpgen.spec import parse_spec
 
-from .conftest import ROOT, SPECS
+from .conftest import CHAIN12, ROOT, SPECS
 
 IDS = [p.stem for p in SPECS]
 
@@ -93,7 +93,7 @@ def test_branches_and_spine_of_a_dag():
 
 
 def test_repeated_blocks_by_wl_hash():
-    net = build(ROOT / "specs" / "deep_chain.yaml").net
+    net = build(CHAIN12).net
     blocks = G.blocks(net)
     assert [b.layers for b in blocks][:2] == [("fc1", "act1"), ("fc2", "act2")]
     assert blocks[0].signature != blocks[1].signature  # fc1 reads 16 features, not 32

@@ -21,12 +21,13 @@ import sys
 import tokenize
 import tracemalloc
 
+import numpy as np
 import pytest
 
 from mlpgen.compiler import build, compile_spec, output_folder, render, write_atomically
 from mlpgen.spec import (
+    GENERATED_NAMES,
     NN_MODULE_ATTRIBUTES,
-    RESERVED,
     SpecError,
     class_name,
     parse_spec,
@@ -129,15 +130,8 @@ def _rejected_data(folder) -> dict[str, dict]:
                     "__class__",
                     "x; import os",
                     "a\nimport os",
-                    "eval",
-                    "exec",
-                    "self",
-                    "np",
-                    "torch",
-                    "params",
                     "_modules",
                     "training",
-                    "d_fc1",
                     "lambda",
                     "None",
                 ]
@@ -241,17 +235,18 @@ def test_sizes_are_refused_without_allocating(tmp_path, changes):
     assert peak < 20 * 2**20
 
 
-def test_every_python_keyword_and_reserved_name_is_refused_as_a_layer_name():
-    names = (
-        set(keyword.kwlist)
-        | RESERVED
-        | NN_MODULE_ATTRIBUTES
-        | {n for n in dir(builtins) if n.isidentifier()}
-    )
-    for name in sorted(names):
+def test_only_keywords_x_private_names_and_module_attributes_are_refused():
+    """Any identifier is a layer name except Python keywords, x, names starting
+    with _, and torch.nn.Module's public attributes (PyTorch refuses those as
+    submodule names)."""
+    for name in sorted(set(keyword.kwlist) | NN_MODULE_ATTRIBUTES | {"x", "_h", "__init__"}):
         with pytest.raises(SpecError) as e:
             parse_spec(with_layer_name(name))
         assert e.value.problems[0][0] == "model.layers[0].name", name
+    natural = GENERATED_NAMES | {n for n in dir(builtins) if n.isidentifier()}
+    for name in sorted(natural - set(keyword.kwlist) - NN_MODULE_ATTRIBUTES - {"x"}):
+        if not name.startswith("_"):
+            parse_spec(with_layer_name(name))  # accepted
 
 
 def test_output_paths_stay_in_the_output_folder(tmp_path):
@@ -424,46 +419,75 @@ def programs(tmp_path_factory):
     return out
 
 
-def test_every_name_a_layer_could_shadow_is_reserved(programs):
-    """Layer names are variables of forward and backward, and of the nn.Module
-    class (``self.<name>``): no layer may take a name those scopes use, nor a
-    module-level name of the three files."""
-    unreserved = {}
+def test_every_name_the_generated_code_uses_is_known_to_the_namer(programs):
+    """Tensors are variables of forward and backward, and submodules of the
+    nn.Module class: the names those scopes and the module level use must be
+    in spec.GENERATED_NAMES, which autodiff.Names never gives a tensor."""
+    unknown = {}
+    base = GENERATED_NAMES | set(keyword.kwlist) | set(dir(builtins))
     for prog, files in programs:
         layers = {layer.name for layer in prog.net.layers}
+        allocated = prog.names.taken - base  # variables and classes of this program
         for impl in IMPLEMENTATIONS:
             found = _names_a_layer_must_not_take(files[f"{impl}.py"], layers)
-            # the model class is the spec name's to clash with (checked there)
-            found.pop(class_name(prog.net.spec.name), None)
             for identifier, where in found.items():
-                try:
-                    parse_spec(with_layer_name(identifier))
-                except SpecError:
+                if identifier in base or identifier in allocated or identifier[0] == "_":
                     continue
-                unreserved.setdefault(
-                    identifier, f"{prog.net.spec.name}/{impl}.py {where}"
-                )
-    assert not unreserved, f"add these to spec.RESERVED: {unreserved}"
+                if identifier == class_name(prog.net.spec.name):
+                    continue
+                unknown.setdefault(identifier, f"{prog.net.spec.name}/{impl}.py {where}")
+    assert not unknown, f"add these to spec.GENERATED_NAMES: {unknown}"
 
 
-def test_layer_names_are_variables_only_where_the_audit_looks(programs):
-    """The rule above holds because layer names appear as identifiers only in
-    forward, backward and the model class, and nowhere in test_crosscheck.py."""
-    for prog, files in programs:
-        layers = {layer.name for layer in prog.net.layers}
-        cls = class_name(prog.net.spec.name)
-        for impl in IMPLEMENTATIONS:
-            for stmt in ast.parse(files[f"{impl}.py"]).body:
-                if _identifiers(stmt) & layers:
-                    assert getattr(stmt, "name", None) in ("forward", "backward", cls)
-        assert not layers & _identifiers(ast.parse(files["test_crosscheck.py"]))
+@pytest.mark.parametrize("name", ["exec", "self", "np", "torch", "params", "d_fc1"])
+def test_a_layer_named_like_the_code_runs_as_itself(tmp_path, name):
+    """Names the generated code uses are renamed variables, never the code's own."""
+    path = tmp_path / "named.json"
+    path.write_text(json.dumps(with_layer_name(name)))
+    folder = compile_spec(path, tmp_path)
+    for impl in IMPLEMENTATIONS:
+        module = load_module(folder / f"{impl}.py", f"named_{name}_{impl}")
+        module.main(["--epochs", "1", "--quiet"])
+    assert f'"{name}.weight"' in (folder / "numpy_backprop.py").read_text()
+
+
+def test_layer_names_the_code_uses_are_renamed_and_the_three_agree(tmp_path):
+    """PyTorch users name layers out, input, sum, loss, sigmoid: the generated
+    code renames its own variables (sum -> sum_), the dump and state_dict()
+    keep the spec's names, and the three implementations agree."""
+    layers = [
+        {"name": "input", "type": "linear", "out": 4},
+        {"name": "sigmoid", "type": "sigmoid"},
+        {"name": "sum", "type": "add", "inputs": ["input", "sigmoid"]},
+        {"name": "loss", "type": "dropout", "p": 0.25},
+        {"name": "params", "type": "activation", "expr": "x * tanh(x)"},
+        {"name": "out", "type": "linear", "out": 1},
+        {"name": "Hostile", "type": "identity"},
+    ]
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(xor_spec(model={"layers": layers})))
+    folder = compile_spec(path, tmp_path)
+    text = (folder / "numpy_backprop.py").read_text()
+    assert "sum_ = input_ + sigmoid_" in text
+    assert "# sum = input + σ(input)" not in text and "# sum = input + sigmoid" in text
+    dumps = {}
+    for impl in IMPLEMENTATIONS:
+        module = load_module(folder / f"{impl}.py", f"natural_{impl}")
+        module.main(["--quiet", "--dump", str(tmp_path / f"{impl}.npz")])
+        dumps[impl] = dict(np.load(tmp_path / f"{impl}.npz"))
+    ref = dumps["numpy_backprop"]
+    assert {"step0/sum", "step0/d_sum", "init/out.weight", "step0/Hostile"} <= set(ref)
+    for impl in IMPLEMENTATIONS[1:]:
+        assert set(dumps[impl]) == set(ref)
+        for key, value in ref.items():
+            np.testing.assert_allclose(dumps[impl][key], value, rtol=1e-10, atol=1e-12)
 
 
 def test_the_model_class_never_clashes(programs):
     for prog, files in programs:
         cls = class_name(prog.net.spec.name)
         assert f"class {cls}(nn.Module):" in files["torch_module.py"]
-        assert cls not in RESERVED
+        assert cls not in GENERATED_NAMES
 
 
 def test_nn_module_attributes_are_all_reserved():

@@ -78,13 +78,16 @@ class Case:
         }
         self.g = rng.standard_normal((N, self.out))  # L = Σ g ⊙ y
         self.mask = (rng.random((N, self.out)) >= 0.3) / 0.7
-        self.ctx = Ctx(
-            xs=[Sym(f"x{i}") for i in range(len(in_features))],
+
+    def ctx(self) -> Ctx:
+        """The rules' view of the layer, named ``layer``, in training mode."""
+        return Ctx(
+            xs=[Sym(f"x{i}") for i in range(len(self.in_features))],
             y=Sym("y"),
             g=Sym("g"),
             p={name: Sym(f"p_{name}") for name in self.params},
             a=self.keys,
-            in_features=in_features,
+            in_features=self.in_features,
             out_features=self.out,
         )
 
@@ -92,11 +95,23 @@ class Case:
         env = namespace()
         env.update({f"x{i}": x for i, x in enumerate(xs or self.xs)})
         env.update({f"p_{k}": v for k, v in (params or self.params).items()})
-        env.update(g=self.g, masks={"y": self.mask})
+        env.update(g=self.g, layer_mask=self.mask)  # dropout: one fixed mask
         return env
 
-    def forward(self, xs=None, params=None) -> np.ndarray:
-        return eval(numpy_code(self.op.forward(self.ctx)), self.env(xs, params))
+    @staticmethod
+    def run_lines(ctx: Ctx, env: dict) -> None:
+        """Evaluate the intermediates the rules named (``let``), in order; a value
+        already in ``env`` (the fixed dropout mask) is kept."""
+        for local in ctx.lines:
+            if local.kind == "let" and local.target.code not in env:
+                env[local.target.code] = eval(numpy_code(local.expr), env)
+
+    def forward(self, xs=None, params=None, env=None) -> np.ndarray:
+        env = self.env(xs, params) if env is None else env
+        ctx = self.ctx()
+        e = self.op.forward(ctx)
+        self.run_lines(ctx, env)
+        return eval(numpy_code(e), env)
 
     def loss(self, xs=None, params=None) -> float:
         return float((self.g * self.forward(xs, params)).sum())
@@ -104,29 +119,29 @@ class Case:
     def derived(self) -> tuple[list, dict]:
         """(∂L/∂each input, ∂L/∂each parameter) from the op's rules."""
         env = self.env()
-        env["y"] = self.forward()
-        vjps = [eval(numpy_code(e), env) for e in self.op.vjp(self.ctx)]
-        pgrads = {
-            k: eval(numpy_code(e), env)
-            for k, e in self.op.param_grads(self.ctx).items()
-        }
+        env["y"] = self.forward(env=env)
+        ctx = self.ctx()
+        pgrad_rules = self.op.param_grads(ctx)
+        vjp_rules = self.op.vjp(ctx)
+        self.run_lines(ctx, env)
+        vjps = [eval(numpy_code(e), env) for e in vjp_rules]
+        pgrads = {k: eval(numpy_code(e), env) for k, e in pgrad_rules.items()}
         return [np.broadcast_to(v, x.shape) for v, x in zip(vjps, self.xs)], pgrads
 
     def torch_forward(self, xs, params):
         """The op as the generated nn.Module spells it, on torch tensors."""
-        names = [f"x{i}" for i in range(len(xs))]
-        ctor = self.op.module(self.keys, self.in_features, self.out)
-        if ctor is None:
-            code = self.op.module_call("layer", names, self.keys)
-            return eval(code, {"torch": torch, "nn": nn, **dict(zip(names, xs))})
         if self.op.name == "dropout":
-            return xs[0] * torch.from_numpy(
-                self.mask
-            )  # the module's training-mode arithmetic
-        module = eval(ctor, {"nn": nn}).double()
+            # the module's training-mode arithmetic, with the same mask
+            return xs[0] * torch.from_numpy(self.mask)
+        ctor = self.op.module(self.keys, self.in_features, self.out)
+        env = {"torch": torch, "nn": nn, "F": torch.nn.functional}
+        if self.op.module_class is not None:
+            exec(self.op.module_class(self.keys, "Layer"), env)  # noqa: S102 (ours)
+            ctor = ctor.replace("{cls}", "Layer")
+        module = eval(ctor, env).double()
         for k, v in params.items():
             setattr(module, k, v)
-        return module(xs[0])
+        return module(*xs)
 
 
 @pytest.mark.parametrize("op_name, keys, in_features", CASES, ids=IDS)
@@ -285,3 +300,31 @@ def test_compiled_formulas_do_not_depend_on_the_hash_seed():
     )
     outputs = {run_python(code, PYTHONHASHSEED=str(seed)) for seed in (1, 2)}
     assert len(outputs) == 1
+
+
+def test_init_bounds_are_written_as_their_formula_and_give_the_same_float():
+    """The generated code shows 1 / math.sqrt(2), not 0.7071067811865475, and the
+    formula evaluates to exactly the float torch.nn.init's formula gives."""
+    from mlpgen.ops import (
+        KaimingInit,
+        TorchDefaultInit,
+        XavierInit,
+        check_draw_code,
+        init_draw,
+    )
+
+    schemes = [
+        TorchDefaultInit(scheme="torch_default"),
+        XavierInit(scheme="xavier_uniform"),
+        XavierInit(scheme="xavier_normal", gain="tanh"),
+        KaimingInit(scheme="kaiming_uniform"),
+        KaimingInit(scheme="kaiming_normal", nonlinearity="relu"),
+        KaimingInit(scheme="kaiming_normal", nonlinearity="tanh", mode="fan_out"),
+        KaimingInit(scheme="kaiming_uniform", nonlinearity="leaky_relu", a=0.2),
+    ]
+    for init in schemes:
+        for fan_in, fan_out in [(1, 1), (2, 5), (3, 7), (30, 64), (784, 10)]:
+            draw = init_draw(init, fan_in, fan_out, False)
+            assert draw.scale is not None and check_draw_code(draw), (init, draw)
+    assert init_draw(schemes[0], 2, 5, False).scale == "1 / math.sqrt(2)"
+    assert init_draw(schemes[4], 16, 3, False).scale == "math.sqrt(2) / math.sqrt(16)"

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from mlpgen.compiler import build, render, write_atomically
 from mlpgen.crosstest import IMPLEMENTATIONS, compare
 
-from .conftest import load_module
+from .conftest import load_module, training_forward
 
 # Custom activation formulas, each defined and smooth (or with a kink only at
 # exactly 0) on every real number.
@@ -210,15 +210,15 @@ def roundoff_growth(folder: Path, nb, ref: dict, dtype: str, runs: int = 4) -> f
             rng = np.random.default_rng(seed)
 
             def perturbed(*args, rng=rng):
-                grads = backward(*args)
+                grads, tensor_grads = backward(*args)
                 return {
                     k: (g * (1 + eps * rng.standard_normal(g.shape))).astype(g.dtype)
                     for k, g in grads.items()
-                }
+                }, tensor_grads
 
             nb.backward = perturbed
             path = folder / f"perturbed{seed}.npz"
-            nb.main(["--quiet", "--dump", str(path), "--epochs", "2"])
+            run_main(nb, path)
             with np.load(path) as archive:
                 again = dict(archive)
             dumps = {impl: again for impl in IMPLEMENTATIONS[1:]}
@@ -229,6 +229,15 @@ def roundoff_growth(folder: Path, nb, ref: dict, dtype: str, runs: int = 4) -> f
     return worst
 
 
+def run_main(module, path: Path) -> None:
+    """``module.main`` for two epochs with --dump; a run whose training diverges
+    writes its dump, then exits with one error line (status 1)."""
+    try:
+        module.main(["--quiet", "--dump", str(path), "--epochs", "2"])
+    except SystemExit as e:
+        assert str(e.code).startswith("error: training diverged"), e.code
+
+
 def run_all(folder: Path) -> tuple[dict[str, dict], object]:
     """Import each implementation in-process, run it for two epochs with --dump;
     return the dumps and the numpy_backprop module."""
@@ -237,7 +246,7 @@ def run_all(folder: Path) -> tuple[dict[str, dict], object]:
     for impl in IMPLEMENTATIONS:
         module = load_module(folder / f"{impl}.py", f"prop{k}_{impl}")
         path = folder / f"{impl}.npz"
-        module.main(["--quiet", "--dump", str(path), "--epochs", "2"])
+        run_main(module, path)
         with np.load(path) as archive:
             dumps[impl] = dict(archive)
         modules[impl] = module
@@ -250,17 +259,12 @@ def finite_difference_error(nb, spec: dict) -> float:
     x, y = nb.load_data()["train"]
     params = nb.init_params()
     args = (params,) if "l2" in spec["loss"] else ()
-    masks = (
-        nb.draw_masks(np.random.default_rng(0), len(x))
-        if hasattr(nb, "draw_masks")
-        else None
-    )
-    extra = (masks,) if masks is not None else ()
+    run = training_forward(nb, x, dropout_seed=0)
 
     def loss() -> float:
-        return float(nb.loss_fn(nb.forward(params, x, *extra)[0], y, *args))
+        return float(nb.loss_fn(run(params)[0], y, *args))
 
-    grads = nb.backward(params, nb.forward(params, x, *extra)[1], y)
+    grads, _ = nb.backward(params, run(params)[1], y)
     rng = np.random.default_rng(0)
     numeric, derived = [], []
     for name, p in params.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -18,7 +19,7 @@ from mlpgen.compiler import build, compile_spec
 from mlpgen.expr import Const, Sym, math_text, numpy_code
 from mlpgen.ops import LOSSES
 
-from .conftest import ROOT, SPECS
+from .conftest import CHAIN12, ROOT, SPECS
 
 SVG = "{http://www.w3.org/2000/svg}"
 IDS = [p.stem for p in SPECS]
@@ -166,7 +167,7 @@ def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
     # fan-out parts feed the sum, concat edges name their columns, the mask is drawn
     edges = svg_edges(folder / "backward.svg")
     assert {("d_act1_from_res", "d_act1"), ("d_act1_from_drop1", "d_act1")} <= edges
-    assert ('masks["drop1"]', "d_act1_from_drop1") in edges
+    assert ("drop1_mask", "d_act1_from_drop1") in edges
     forward = svg_texts(folder / "forward.svg")
     assert "(N, 4) → cols 0:4" in forward and "(N, 2) → cols 4:6" in forward
 
@@ -291,3 +292,88 @@ def test_render_command_bad_spec_exit_2_nothing_written(tmp_path, capsys):
         err.startswith(f"error: {bad}: model.layers[0].out:") and "Traceback" not in err
     )
     assert not out.exists()
+
+
+# ------------------------------------------------------------- at scale, with numbers
+
+
+def svg_box(path) -> tuple[float, float, float]:
+    """(width in points, smallest font size in points, the drawing's scale)."""
+    root = ET.parse(path).getroot()
+    width = float(root.get("width").removesuffix("pt"))
+    sizes = [float(t.get("font-size")) for t in root.iter(f"{SVG}text")]
+    graph = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "graph")
+    scale = float(graph.get("transform").split("scale(")[1].split()[0])
+    return width, min(sizes), scale
+
+
+def node_x(path, node_id: str) -> float:
+    """The x of a node's centre in an SVG, from its outline."""
+    root = ET.parse(path).getroot()
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "node" and g.find(f"{SVG}title").text == node_id:
+            shapes = [*g.iter(f"{SVG}path"), *g.iter(f"{SVG}polygon")]
+            if not shapes:  # an ellipse
+                return float(next(g.iter(f"{SVG}ellipse")).get("cx"))
+            shape = shapes[0]
+            numbers = [float(v) for v in re.findall(r"-?[0-9.]+", shape.get("d") or shape.get("points"))]
+            xs = numbers[0::2]
+            return (min(xs) + max(xs)) / 2
+    raise KeyError(node_id)
+
+
+@pytest.mark.parametrize("spec", [*SPECS, CHAIN12], ids=[*IDS, "chain12"])
+def test_diagrams_fit_a_readme_column(spec, compiled):
+    """At most 1100 pt wide, drawn at scale 1: in a 900 px column every text
+    run, 10 pt and up, shows at 9 px or more."""
+    folder = compiled(spec)
+    for name in ("forward.svg", "backward.svg"):
+        width, smallest, scale = svg_box(folder / name)
+        assert width <= 1100 and scale == 1.0, (name, width, scale)
+        assert smallest >= render.SMALL
+        assert smallest * 900 / width >= 9, (name, width, smallest)
+
+
+@pytest.mark.parametrize("spec", [*SPECS, CHAIN12], ids=[*IDS, "chain12"])
+def test_every_diagram_shows_the_first_step_and_a_legend(spec, compiled):
+    prog = build(spec)
+    folder = compiled(spec)
+    forward = svg_texts(folder / "forward.svg")
+    backward = svg_texts(folder / "backward.svg")
+    for texts in (forward, backward):
+        assert "Legend" in texts
+        assert "numbers: the first training step (first batch, before the update)" in texts
+    values = [t for t in forward if t.startswith("data ") and not t.startswith("data L = ")]
+    assert len(values) == 1 + len(prog.net.layers)  # x and each layer
+    grads = [t for t in backward if t.startswith("grad ")]
+    counted = [line for line in prog.backward if line.kind not in ("fanout_part", "grad_intermediate")]
+    assert len(grads) == len(counted)
+    assert any(t.startswith("data L = ") for t in backward)
+    assert "‖∂L/∂W‖ at the first step" in backward
+
+
+def test_branches_keep_the_spec_order(compiled):
+    two = compiled(ROOT / "specs" / "two_branch.yaml")
+    assert node_x(two / "forward.svg", "left_fc") < node_x(two / "forward.svg", "right_fc")
+    assert node_x(two / "backward.svg", "d_left") < node_x(two / "backward.svg", "d_right")
+    three = compiled(ROOT / "specs" / "three_branch.yaml")
+    xs = [node_x(three / "forward.svg", n) for n in ("smooth", "sharp", "gate")]
+    assert xs == sorted(xs)
+
+
+def test_a_deep_chain_is_a_column_with_its_repeats_framed(compiled):
+    folder = compiled(CHAIN12)
+    texts = svg_texts(folder / "forward.svg")
+    assert (
+        "10 blocks built alike (fc2 … act11): linear (N, 32) → sigmoid (N, 32)" in texts
+    )
+    # the trunk is one straight column: every layer at the same x
+    xs = {round(node_x(folder / "forward.svg", f"act{i}")) for i in range(1, 12)}
+    assert len(xs) == 1
+    # the strip shows the vanishing gradient: fc1's weight gradient far below fc12's
+    backward = svg_texts(folder / "backward.svg")
+    strip = backward[backward.index("‖∂L/∂W‖ at the first step") :]
+    norm = {strip[i]: float(strip[i + 2].replace("−", "-")) for i in range(len(strip) - 2) if strip[i].endswith(".weight")}
+    assert norm["fc1.weight"] < 1e-6 * norm["fc12.weight"]
+    page = (folder / "README.md").read_text()
+    assert "vanishing gradients" in page and "fc1.weight" in page

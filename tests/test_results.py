@@ -64,7 +64,7 @@ def test_figures_are_deterministic_pngs():
         assert b"Software" not in png
 
 
-@pytest.mark.parametrize("name", ["xor", "spiral", "deep_chain"])
+@pytest.mark.parametrize("name", ["xor", "spiral", "three_branch"])
 def test_planned_figures_match_what_is_drawn(name):
     prog, _, r = trained(name)
     assert results.planned_figures(prog) == ["loss.png", *r.figure_names]

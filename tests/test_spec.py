@@ -410,15 +410,12 @@ def test_losses_dispatch_through_the_registry(monkeypatch):
         ),
         (
             {"model.layers.1.name": "x"},
-            "model.layers[1].name: 'x' is reserved (the generated code uses that name)",
+            "model.layers[1].name: 'x' is the network's input; choose another name",
         ),
         (
             {"model.layers.1.name": "d_fc1"},
-            "model.layers[1].name: 'd_fc1' starts with d_, which is reserved for gradients (d_<layer>)",
-        ),
-        (
-            {"model.layers.1.name": "max"},
-            "model.layers[1].name: 'max' is a Python builtin; choose another name",
+            "model.layers[1].name: 'd_fc1' reads as the gradient of layer 'fc1' (the "
+            "dump names ∂L/∂fc1 step0/d_fc1); choose another name",
         ),
         (
             {"model.layers.1.name": "lambda"},
@@ -1156,16 +1153,17 @@ CASES = {
     ),
     "name-reserved": (
         spec(model=layers("{name: x, type: linear, out: 1}")),
-        ["model.layers[0].name: 'x' is reserved (the generated code uses that name)"],
-    ),
-    "name-a-constant": (
-        spec(model=layers("{name: LR, type: linear, out: 1}")),
-        ["model.layers[0].name: 'LR' is reserved (the generated code uses that name)"],
+        ["model.layers[0].name: 'x' is the network's input; choose another name"],
     ),
     "name-of-a-gradient": (
-        spec(model=layers("{name: d_h, type: linear, out: 1}")),
+        spec(
+            model=layers(
+                "{name: h, type: linear, out: 2}", "{name: d_h, type: linear, out: 1}"
+            )
+        ),
         [
-            "model.layers[0].name: 'd_h' starts with d_, which is reserved for gradients (d_<layer>)"
+            "model.layers[1].name: 'd_h' reads as the gradient of layer 'h' (the dump "
+            "names ∂L/∂h step0/d_h); choose another name"
         ],
     ),
     "name-private": (
@@ -1178,16 +1176,13 @@ CASES = {
         spec(model=layers("{name: lambda, type: linear, out: 1}")),
         ["model.layers[0].name: 'lambda' is a Python keyword; choose another name"],
     ),
-    "name-a-builtin": (
-        spec(model=layers("{name: sum, type: linear, out: 1}")),
-        ["model.layers[0].name: 'sum' is a Python builtin; choose another name"],
-    ),
     "name-an-nn-module-attribute": (
         spec(model=layers("{name: to, type: linear, out: 1}")),
         [
             (
                 "model.layers[0].name: 'to' is an attribute of torch.nn.Module, which the "
-                "layer would hide in torch_module.py; choose another name"
+                "layer would hide in torch_module.py (PyTorch refuses it as a submodule "
+                "name); choose another name"
             )
         ],
     ),

@@ -69,9 +69,34 @@ def test_every_quantity_is_dumped(dumps):
         "head.weight",
         "head.bias",
     ]
+    state = params + []
+    tensors = [
+        "x",
+        "stem",
+        "h0",
+        "block1_fc",
+        "block1_act",
+        "h1",
+        "block2_fc",
+        "block2_act",
+        "h2",
+        "head",
+    ]
+    tensor_grads = [
+        "head",
+        "h2",
+        "block2_act",
+        "block2_fc",
+        "h1",
+        "block1_act",
+        "block1_fc",
+        "h0",
+        "stem",
+    ]
     expected = {"x", "y", "out0", "losses"}
-    for prefix in ("init", "grads0", "final"):
-        expected |= {f"{prefix}/{p}" for p in params}
+    expected |= {f"grads0/{p}" for p in params}
+    expected |= {f"{prefix}/{s}" for prefix in ("init", "final") for s in state}
+    expected |= {f"step0/{t}" for t in tensors} | {f"step0/d_{t}" for t in tensor_grads}
     assert keys == expected
     assert len(dumps["numpy_backprop"]["losses"]) == 100
 
@@ -84,10 +109,14 @@ def test_gradients_match_finite_differences():
     y = y.astype(np.float64)
     params = {k: v.astype(np.float64) for k, v in nb.init_params().items()}
 
-    def loss(params):
-        return float(nb.loss_fn(nb.forward(params, x)[0], y))
+    def run(params):
+        # training mode: the loss is a smooth function of the parameters
+        return nb.forward(params, x)
 
-    grads = nb.backward(params, nb.forward(params, x)[1], y)
+    def loss(params):
+        return float(nb.loss_fn(run(params)[0], y))
+
+    grads, _ = nb.backward(params, run(params)[1], y)
     rng = np.random.default_rng(0)
     for name, p in params.items():
         flat = p.reshape(-1)

@@ -65,9 +65,13 @@ def test_every_quantity_is_dumped(dumps):
         "scores.weight",
         "scores.bias",
     ]
+    state = params + []
+    tensors = ["x", "hidden", "act", "drop", "scores"]
+    tensor_grads = ["scores", "drop", "act", "hidden"]
     expected = {"x", "y", "out0", "losses"}
-    for prefix in ("init", "grads0", "final"):
-        expected |= {f"{prefix}/{p}" for p in params}
+    expected |= {f"grads0/{p}" for p in params}
+    expected |= {f"{prefix}/{s}" for prefix in ("init", "final") for s in state}
+    expected |= {f"step0/{t}" for t in tensors} | {f"step0/d_{t}" for t in tensor_grads}
     assert keys == expected
     assert len(dumps["numpy_backprop"]["losses"]) == 300
 
@@ -78,16 +82,17 @@ def test_gradients_match_finite_differences():
     x, y = nb.load_data()["train"]
     x = x.astype(np.float64)
     params = {k: v.astype(np.float64) for k, v in nb.init_params().items()}
-    # one fixed set of dropout masks: the loss is then a smooth function of the parameters
-    masks = {
-        k: m.astype(np.float64)
-        for k, m in nb.draw_masks(np.random.default_rng(0), len(x)).items()
-    }
+
+    def run(params):
+        # training mode, with the same dropout masks at every call: the loss is a smooth function of the parameters
+        return nb.forward(
+            params, x, training=True, dropout_rng=np.random.default_rng(0)
+        )
 
     def loss(params):
-        return float(nb.loss_fn(nb.forward(params, x, masks)[0], y))
+        return float(nb.loss_fn(run(params)[0], y))
 
-    grads = nb.backward(params, nb.forward(params, x, masks)[1], y)
+    grads, _ = nb.backward(params, run(params)[1], y)
     rng = np.random.default_rng(0)
     for name, p in params.items():
         flat = p.reshape(-1)
