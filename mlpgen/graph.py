@@ -437,7 +437,9 @@ def topological_order(net: Network) -> list[str]:
     import networkx as nx
 
     g = net.graph
-    return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["index"]))
+    return list(
+        nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["index"])
+    )
 
 
 def consumers(net: Network, name: str) -> list[str]:
@@ -553,7 +555,11 @@ def blocks(net: Network) -> list[Block]:
                 if src not in names:
                     h.add_node(f"in:{src}", label="input")
                     src = f"in:{src}"
-                h.add_edge(src, layer.name, position=str(g.edges[_edge(g, src, layer)]["position"]))
+                h.add_edge(
+                    src,
+                    layer.name,
+                    position=str(g.edges[_edge(g, src, layer)]["position"]),
+                )
         with warnings.catch_warnings():  # "hashes changed in 3.5": only compared here
             warnings.simplefilter("ignore", UserWarning)
             signature = nx.weisfeiler_lehman_graph_hash(

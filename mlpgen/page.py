@@ -53,7 +53,9 @@ def spec_copy(prog: Program) -> tuple[str, str] | None:
     data_file = prog.net.data.file
     if data_file is not None and data_file.source != data_file.name:
         pattern = re.compile(
-            r"""(["']?path["']?\s*:\s*)(["']?)""" + re.escape(data_file.source) + r"""\2(?=\s*[,}\n#]|\s*$)"""
+            r"""(["']?path["']?\s*:\s*)(["']?)"""
+            + re.escape(data_file.source)
+            + r"""\2(?=\s*[,}\n#]|\s*$)"""
         )
         text, count = pattern.subn(
             lambda m: m.group(1) + m.group(2) + data_file.name + m.group(2), text
@@ -137,7 +139,13 @@ def _trend(prog: Program, step: Step | None) -> str | None:
     layer to the last: vanishing or exploding gradients, when they are."""
     if step is None:
         return None
-    names = [pi.state_name for pi in prog.params if pi.param.name == "weight"]
+    # along the trunk only: across branches, first and last say nothing of depth
+    trunk = set(G.spine(prog.net))
+    names = [
+        pi.state_name
+        for pi in prog.params
+        if pi.param.name == "weight" and pi.layer.name in trunk
+    ]
     names = [n for n in names if n in step.grads]
     if len(names) < 3:
         return None
@@ -165,12 +173,6 @@ def _trend(prog: Program, step: Step | None) -> str | None:
             "here the product grows on the way back to the input: exploding gradients."
         )
     return f"{said} ({why}); no vanishing or exploding gradient here."
-
-
-def _fence(text: str) -> str:
-    """A Markdown code fence longer than any run of backticks in ``text``."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
 
 
 def readme_context(
@@ -207,8 +209,6 @@ def readme_context(
         "loss_formula_named": " ".join(loss_rows(prog)),
         "spec_copy": copy[0] if copy else None,
         "spec_text": copy[1].rstrip("\n") if copy else None,
-        "spec_lang": "json" if copy and copy[0].endswith(".json") else "yaml",
-        "fence": _fence(copy[1]) if copy else "```",
         "intro": intro(copy[1] if copy else None),
         "warnings": [f"{path}: {message}" for path, message in warnings(prog)],
         "notation": notation.used(texts),
@@ -239,7 +239,9 @@ def _statements(tree: ast.AST) -> dict[int, int]:
     return spans
 
 
-def _function(tree: ast.AST, name: str, cls: str | None = None) -> ast.FunctionDef | None:
+def _function(
+    tree: ast.AST, name: str, cls: str | None = None
+) -> ast.FunctionDef | None:
     for node in ast.walk(tree):
         if cls is not None and isinstance(node, ast.ClassDef) and node.name == cls:
             return _function(node, name)
@@ -298,12 +300,18 @@ def _manual_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
             for i in range(init.lineno - 1, init.end_lineno):
                 if lines[i].strip().startswith(key):
                     end = i + 1
-                    while end < init.end_lineno and not lines[end - 1].rstrip().endswith(","):
+                    while end < init.end_lineno and not lines[
+                        end - 1
+                    ].rstrip().endswith(","):
                         end += 1
                     start = i
-                    if start > 0 and lines[start - 1].strip().startswith("# " + pi.state_name + " "):
+                    if start > 0 and lines[start - 1].strip().startswith(
+                        "# " + pi.state_name + " "
+                    ):
                         start -= 1
-                    out.setdefault(param(pi.state_name).code, []).append((start + 1, end))
+                    out.setdefault(param(pi.state_name).code, []).append(
+                        (start + 1, end)
+                    )
     load = _function(tree, "load_data")
     if load is not None:
         out.setdefault(INPUT, []).append((load.lineno, load.end_lineno))
@@ -329,14 +337,24 @@ def _module_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
             for stmt in ast.walk(fn):
                 if not isinstance(stmt, (ast.Assign, ast.AnnAssign)):
                     continue
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                targets = (
+                    stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                )
                 for t in targets:
-                    if fn.name == "__init__" and isinstance(t, ast.Attribute) and t.attr in names:
-                        out.setdefault(t.attr, []).append((stmt.lineno, stmt.end_lineno))
+                    if (
+                        fn.name == "__init__"
+                        and isinstance(t, ast.Attribute)
+                        and t.attr in names
+                    ):
+                        out.setdefault(t.attr, []).append(
+                            (stmt.lineno, stmt.end_lineno)
+                        )
                     if fn.name == "forward" and isinstance(t, ast.Name):
                         for layer in prog.net.layers:
                             if t.id == code_name(layer.name):
-                                out.setdefault(layer.name, []).append((stmt.lineno, stmt.end_lineno))
+                                out.setdefault(layer.name, []).append(
+                                    (stmt.lineno, stmt.end_lineno)
+                                )
     backward_call = None
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
@@ -399,7 +417,11 @@ def line_map(prog: Program, texts: dict[str, str]) -> dict[str, dict[str, list]]
         for file in IMPLEMENTATIONS[:2]:
             add(code, file, per_file[file].get(code, []))
         owner = line.layer or "loss"
-        add(code, "torch_module.py", module.get(owner, [])[-1:] + module.get("#backward", []))
+        add(
+            code,
+            "torch_module.py",
+            module.get(owner, [])[-1:] + module.get("#backward", []),
+        )
     return nodes
 
 
@@ -440,7 +462,13 @@ def _node_entries(prog: Program, step: Step | None) -> dict[str, dict]:
         "readby": list(g.successors(INPUT)),
         **stats(tensors.get(INPUT)),
     }
-    nodes["y"] = {"title": "y: the targets", "kind": "targets", "formulas": [], "reads": [], "readby": ["loss"]}
+    nodes["y"] = {
+        "title": "y: the targets",
+        "kind": "targets",
+        "formulas": [],
+        "reads": [],
+        "readby": ["loss"],
+    }
     forward: dict[str, list[str]] = {}
     for ln in prog.forward:
         mode = {"train": "in training: ", "eval": "in evaluation: "}.get(ln.mode, "")
@@ -544,10 +572,14 @@ def explorer(prog: Program, files: dict, step: Step | None) -> str:
         for name in ("forward", "backward")
         if f"{name}.svg" in files
     }
-    return environment().get_template("index.html.j2").render(
-        name=prog.net.spec.name,
-        description=one_line(prog.net.spec.description or prog.net.spec.name),
-        svgs=svgs,
-        data=script_json(data),
-        has_readme="README.md" in files,
+    return (
+        environment()
+        .get_template("index.html.j2")
+        .render(
+            name=prog.net.spec.name,
+            description=one_line(prog.net.spec.description or prog.net.spec.name),
+            svgs=svgs,
+            data=script_json(data),
+            has_readme="README.md" in files,
+        )
     )

@@ -85,6 +85,7 @@ GRAD_FILL = "#fce5cd"
 PARAM_GRAD_FILL = "#b6d7a8"
 PART_FILL = "#fdf3e7"
 SUM_FILL = "#f9cb9c"
+INTERMEDIATE_FILL = "#fff8ee"  # a named piece of a rule's formula
 GRAD_EDGE = "#b45f06"
 DATA_COLOR = "#1c4587"  # the numbers of a value
 GRAD_COLOR = "#953800"  # the numbers of a gradient
@@ -172,7 +173,9 @@ def _title(prog: Program, what: str, step: Step | None) -> str:
     if spec.description:
         rows += [escape(t) for t in textwrap.wrap(one_line(spec.description), 90)]
     if step is not None:
-        rows.append(small("numbers: the first training step (first batch, before the update)"))
+        rows.append(
+            small("numbers: the first training step (first batch, before the update)")
+        )
     return label(*rows)
 
 
@@ -248,7 +251,9 @@ def _loss_constant(prog: Program) -> tuple[Sym, str] | None:
     weight = loss_ctx(net, value(prog.output)).weight
     if weight is None:
         return None
-    key = "weight" if getattr(net.spec.loss, "weight", None) is not None else "pos_weight"
+    key = (
+        "weight" if getattr(net.spec.loss, "weight", None) is not None else "pos_weight"
+    )
     count = len(getattr(net.spec.loss, key))
     return weight, label(
         bold(math_text(weight)) + GAP + escape(f"({count},)"),
@@ -297,7 +302,11 @@ class Layout:
             preds = list(net.graph.predecessors(name))
             if name in self.spine:
                 self.group[name] = "spine"
-            elif len(preds) == 1 and preds[0] not in self.spine and net.graph.out_degree(preds[0]) == 1:
+            elif (
+                len(preds) == 1
+                and preds[0] not in self.spine
+                and net.graph.out_degree(preds[0]) == 1
+            ):
                 self.group[name] = self.group[preds[0]]  # the chain of a branch goes on
             else:
                 self.group[name] = f"branch_{name}"
@@ -412,7 +421,11 @@ def forward_graph(
                 + escape(layer.op.name)
                 + GAP
                 + escape(shape_str(layer.out_features)),
-                *(row for f in formulas[layer.name] for row in wrapped(f, MUTED, layout.wrap)),
+                *(
+                    row
+                    for f in formulas[layer.name]
+                    for row in wrapped(f, MUTED, layout.wrap)
+                ),
                 *data_row(tensors.get(layer.name)),
                 *grad_row(tgrads.get(layer.name)),
             ),
@@ -442,7 +455,9 @@ def forward_graph(
     for sub in subs.values():
         g.subgraph(sub)
     y_rows = [bold(Y.code) + GAP + escape("targets"), escape(_target_shape(prog))]
-    _node(g, Y.code, label(*y_rows), shape="ellipse", style="filled", fillcolor=VALUE_FILL)
+    _node(
+        g, Y.code, label(*y_rows), shape="ellipse", style="filled", fillcolor=VALUE_FILL
+    )
     _loss_node(g, prog, step)
     _edge(g, prog.output, "loss", label=shape_str(net.output.out_features), weight="4")
     _edge(g, Y.code, "loss", label=_target_shape(prog))
@@ -454,7 +469,9 @@ def forward_graph(
         _edge(g, weight.code, "loss", style="dashed")
         _same_rank(g, [prog.output, weight.code])
     texts = [*(f for fs in formulas.values() for f in fs), *loss_rows(prog)]
-    _legend(g, "loss", FORWARD_KEY, texts, prog, step)
+    fills = {_layer_fill(layer) for layer in net.layers}
+    key = [(f, t) for f, t in FORWARD_KEY if f in fills or f not in LAYER_FILLS]
+    _legend(g, "loss", key, texts, prog, step)
     return g
 
 
@@ -522,6 +539,10 @@ _STYLE = {
     "param_grad": {"fillcolor": PARAM_GRAD_FILL, "style": "filled,bold"},
     "fanout_part": {"fillcolor": PART_FILL, "style": "rounded,filled,dashed"},
     "fanout_sum": {"fillcolor": SUM_FILL, "style": "rounded,filled,bold"},
+    "grad_intermediate": {
+        "fillcolor": INTERMEDIATE_FILL,
+        "style": "rounded,filled,dashed",
+    },
 }
 
 
@@ -570,7 +591,9 @@ def backward_graph(
 ) -> graphviz.Digraph:
     """The backward graph: one node per derived line, gradients flowing down."""
     layout = Layout(prog, compact, rankdir)
-    g = _digraph("backward", _title(prog, "backward pass, as derived", step), layout.rankdir)
+    g = _digraph(
+        "backward", _title(prog, "backward pass, as derived", step), layout.rankdir
+    )
     subs = _clusters(g, prog, layout)
     _loss_node(g, prog, step)
     targets = {line.target.code for line in prog.backward}
@@ -588,7 +611,14 @@ def backward_graph(
             **_STYLE[line.kind],
             **_group(line, layout),
         )
-    _edge(g, "loss", prog.backward[0].target.code, color=GRAD_EDGE, penwidth="1.6", weight="4")
+    _edge(
+        g,
+        "loss",
+        prog.backward[0].target.code,
+        color=GRAD_EDGE,
+        penwidth="1.6",
+        weight="4",
+    )
     values = _forward_values(prog)
     drawn: set[str] = set()
     for line in prog.backward:
@@ -630,15 +660,26 @@ def backward_graph(
     texts = ["= " + math_text(line.expr) for line in prog.backward]
     texts += [math_text(line.target) for line in prog.backward]
     if step is not None and _weights(prog):
-        g.node("strip", _norm_strip(prog, step), shape="box", style="rounded", color="#bbbbbb", margin="0.1")
+        g.node(
+            "strip",
+            _norm_strip(prog, step),
+            shape="box",
+            style="rounded",
+            color="#bbbbbb",
+            margin="0.1",
+        )
         _same_rank(g, ["loss", "strip"])
-    _legend(g, prog.backward[-1].target.code, BACKWARD_KEY, texts, prog, step)
+    fills = {_STYLE[line.kind]["fillcolor"] for line in prog.backward} | {LOSS_FILL}
+    fills |= {fill for code, (_, fill) in values.items() if code in drawn}
+    key = [(f, t) for f, t in BACKWARD_KEY if f in fills]
+    _legend(g, prog.backward[-1].target.code, key, texts, prog, step)
     return g
 
 
 # ------------------------------------------------------------------ legend
 
 
+LAYER_FILLS = (LINEAR_FILL, JOIN_FILL, ACTIVATION_FILL)  # listed when a layer has one
 FORWARD_KEY = (
     (LINEAR_FILL, "a layer with parameters"),
     (JOIN_FILL, "a layer that joins several inputs"),
@@ -653,15 +694,13 @@ BACKWARD_KEY = (
     (PARAM_GRAD_FILL, "∂L/∂(a parameter): what the optimizer reads"),
     (PART_FILL, "one use's part of the gradient of a tensor used several times"),
     (SUM_FILL, "their sum (multivariable chain rule)"),
+    (INTERMEDIATE_FILL, "a piece of a rule's formula, named and computed once"),
     (VALUE_FILL, "a forward value the rule reads, saved by the forward pass"),
+    (PARAM_FILL, "a parameter the rule reads"),
 )
 ARROWS = {
-    "forward": (
-        "solid arrow: a tensor, with its shape; dashed: a parameter",
-    ),
-    "backward": (
-        "solid arrow: a gradient; dashed: a forward value the rule reuses",
-    ),
+    "forward": ("solid arrow: a tensor, with its shape; dashed: a parameter",),
+    "backward": ("solid arrow: a gradient; dashed: a forward value the rule reuses",),
 }
 LEGEND_WRAP = 46
 
@@ -681,16 +720,18 @@ def legend_table(key, texts, prog: Program, step: Step | None, which: str) -> st
             f'<tr><td bgcolor="{fill}" width="18" height="10" fixedsize="true"></td>{_cell(text)}</tr>'
         )
     for text in ARROWS[which]:
-        rows.append(f'<tr><td></td>{_cell(text)}</tr>')
+        rows.append(f"<tr><td></td>{_cell(text)}</tr>")
     if step is not None:
         rows.append(
-            f'<tr><td>{escape("data")}</td>{_cell("the value of the first step (values when few, else range and mean)", DATA_COLOR)}</tr>'
+            f"<tr><td>{escape('data')}</td>{_cell('the value of the first step (values when few, else range and mean)', DATA_COLOR)}</tr>"
         )
         rows.append(
-            f'<tr><td>{escape("grad")}</td>{_cell("its gradient ∂L/∂(it), values when few, else ‖·‖: the norm √(Σ g²)", GRAD_COLOR)}</tr>'
+            f"<tr><td>{escape('grad')}</td>{_cell('its gradient ∂L/∂(it), values when few, else ‖·‖: the norm √(Σ g²)', GRAD_COLOR)}</tr>"
         )
     for sym in notation.used(texts):
-        rows.append(f'<tr><td align="left">{escape(sym.symbol)}</td>{_cell(sym.meaning)}</tr>')
+        rows.append(
+            f'<tr><td align="left">{escape(sym.symbol)}</td>{_cell(sym.meaning)}</tr>'
+        )
     return (
         '<<table border="0" cellborder="0" cellspacing="2" cellpadding="1">'
         + "".join(rows)
@@ -746,7 +787,7 @@ def _norm_strip(prog: Program, step: Step) -> str:
     bars, per_char = strip_bars(norms)
     rows = [
         f'<tr><td colspan="3" align="left"><b>{escape("‖∂L/∂W‖ at the first step")}</b></td></tr>',
-        f'<tr><td colspan="3" align="left">{small(f"log scale: one ▇ per {per_char:.2g} decades (×{10 ** per_char:.3g})")}</td></tr>',
+        f'<tr><td colspan="3" align="left">{small(f"log scale: each ▇ more is ×{10**per_char:.3g}")}</td></tr>',
     ]
     for name, v, n in zip(names, norms, bars):
         bar = f'<font point-size="{SMALL}" color="{GRAD_EDGE}">{"▇" * n or "·"}</font>'
@@ -827,11 +868,15 @@ class Drawing:
             return
         self._pool = ThreadPoolExecutor(len(self._builders))
         self._jobs = {
-            name: self._pool.submit(_draw, build) for name, build in self._builders.items()
+            name: self._pool.submit(_draw, build)
+            for name, build in self._builders.items()
         }
 
     def _sources(self) -> dict[str, str]:
-        return {f"{name}.dot": build(*TRIES[0]).source for name, build in self._builders.items()}
+        return {
+            f"{name}.dot": build(*TRIES[0]).source
+            for name, build in self._builders.items()
+        }
 
     def files(self) -> dict[str, str]:
         """forward.dot and backward.dot, and their SVGs when ``dot`` made them."""
@@ -843,7 +888,11 @@ class Drawing:
                 try:
                     out[f"{name}.dot"], out[f"{name}.svg"] = job.result()
                 except graphviz.CalledProcessError as e:
-                    err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+                    err = (
+                        e.stderr.decode("utf-8", "replace")
+                        if isinstance(e.stderr, bytes)
+                        else e.stderr or ""
+                    )
                     reason = one_line(err)[:200] or f"exit status {e.returncode}"
                     failed.append(f"{name}.dot ({reason})")
                 except (graphviz.ExecutableNotFound, OSError) as e:
@@ -853,7 +902,10 @@ class Drawing:
                     f"note: Graphviz 'dot' failed on {', '.join(failed)}: wrote the .dot files only"
                 )
                 return self._sources()
-            return {k: out[k] for k in ("forward.dot", "backward.dot", "forward.svg", "backward.svg")}
+            return {
+                k: out[k]
+                for k in ("forward.dot", "backward.dot", "forward.svg", "backward.svg")
+            }
         finally:
             self._pool.shutdown()
 
@@ -863,7 +915,9 @@ def diagram_files(prog: Program, step: Step | None = None) -> dict[str, str]:
     return Drawing(prog, step).files()
 
 
-def write_diagrams(prog: Program, folder: Path | str, step: Step | None = None) -> dict[str, str]:
+def write_diagrams(
+    prog: Program, folder: Path | str, step: Step | None = None
+) -> dict[str, str]:
     """Write the diagrams into ``folder``, leaving its other files alone.
 
     Each file is replaced atomically; an SVG that could not be made this time

@@ -92,7 +92,10 @@ def _call_forward(module, params, buffers, x):
 
 
 def _loss(module, out, y, params) -> float:
-    if "params" in module.loss_fn.__code__.co_varnames[: module.loss_fn.__code__.co_argcount]:
+    if (
+        "params"
+        in module.loss_fn.__code__.co_varnames[: module.loss_fn.__code__.co_argcount]
+    ):
         return float(module.loss_fn(out, y, params))
     return float(module.loss_fn(out, y))
 
@@ -104,7 +107,9 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
     net = prog.net
     loss = LOSSES[net.spec.loss.type]
     with contextlib.ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlpgen-train-")))
+        folder = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="mlpgen-train-"))
+        )
         if data_file is not None:
             (folder / data_file.name).write_bytes(data_file.content)
         stack.enter_context(warnings.catch_warnings())
@@ -128,7 +133,9 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
                 o = _call_forward(module, params, state["buffers"], x)
                 row = {"loss": _loss(module, o, y, params)}
                 if correct is not None:
-                    row["accuracy"] = float(np.mean(eval(correct, {"np": np, "out": o, "y": y})))
+                    row["accuracy"] = float(
+                        np.mean(eval(correct, {"np": np, "out": o, "y": y}))
+                    )
                 out[part] = row
             return out
 
@@ -162,15 +169,21 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
                 module.main(["--quiet", "--dump", str(dump)])
             except SystemExit as e:
                 if e.code:
-                    raise TrainingFailed(err.getvalue().strip() or f"exit status {e.code}") from None
+                    raise TrainingFailed(
+                        err.getvalue().strip() or f"exit status {e.code}"
+                    ) from None
             except FloatingPointError as e:
                 raise TrainingFailed(f"training stopped: {e}") from None
         with np.load(dump) as archive:
             arrays = dict(archive)
-        params = {k[len("final/") :]: v for k, v in arrays.items() if k.startswith("final/")}
+        params = {
+            k[len("final/") :]: v for k, v in arrays.items() if k.startswith("final/")
+        }
         names = list(module.init_params())
         if state["buffers"] is not None:
-            state["buffers"] = {k: params.pop(k) for k in list(params) if k not in names}
+            state["buffers"] = {
+                k: params.pop(k) for k in list(params) if k not in names
+            }
         params = {k: params[k] for k in names}
         lrs = arrays.get("lrs")
         results = Results(
@@ -179,11 +192,19 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
             binary=net.output.out_features == 1 and loss.targets != "class",
             correct=correct,
             losses=[float(v) for v in arrays["losses"]],
-            lrs=[float(v) for v in lrs] if lrs is not None and np.ptp(lrs) > 0 else None,
+            lrs=[float(v) for v in lrs]
+            if lrs is not None and np.ptp(lrs) > 0
+            else None,
         )
-        history = {k[len("history/") :]: v for k, v in arrays.items() if k.startswith("history/")}
+        history = {
+            k[len("history/") :]: v
+            for k, v in arrays.items()
+            if k.startswith("history/")
+        }
         if history:
-            results.history = {k.replace("_", " "): [float(x) for x in v] for k, v in history.items()}
+            results.history = {
+                k.replace("_", " "): [float(x) for x in v] for k, v in history.items()
+            }
             results.epochs = list(range(1, len(next(iter(history.values()))) + 1))
         else:
             results.history, results.epochs = measured, measured_epochs
@@ -238,7 +259,10 @@ def _table(module, params, buffers, data, results) -> list[dict]:
                 "out": ", ".join(num(float(v)) for v in np.ravel(out[i])),
             }
             if results.correct is not None:
-                ok = eval(results.correct, {"np": np, "out": out[i : i + 1], "y": y[i : i + 1]})
+                ok = eval(
+                    results.correct,
+                    {"np": np, "out": out[i : i + 1], "y": y[i : i + 1]},
+                )
                 row["correct"] = "yes" if bool(np.all(ok)) else "no"
             rows.append(row)
     return rows
@@ -261,7 +285,9 @@ def page(results: Results | None) -> dict | None:
                 {
                     "cls": i,
                     "n": int(matrix[i].sum()),
-                    "accuracy": num(matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else "–",
+                    "accuracy": num(matrix[i, i] / matrix[i].sum())
+                    if matrix[i].sum()
+                    else "–",
                 }
                 for i in range(len(matrix))
             ],
@@ -309,7 +335,9 @@ PART_STYLE = {"train": ("C0", "-"), "val": ("C1", "--"), "test": ("C2", ":")}
 def _curves(plt, r: Results) -> bytes:
     import numpy as np
 
-    metrics = [m for m in ("loss", "accuracy") if any(k.endswith(" " + m) for k in r.history)]
+    metrics = [
+        m for m in ("loss", "accuracy") if any(k.endswith(" " + m) for k in r.history)
+    ]
     panels = max(1, len(metrics)) + (1 if r.lrs else 0)
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), squeeze=False)
     axes = axes[0]
@@ -317,17 +345,33 @@ def _curves(plt, r: Results) -> bytes:
         if metric == "loss" and r.losses:
             steps = np.arange(1, len(r.losses) + 1)
             per_epoch = len(r.losses) / max(1, r.epochs[-1] if r.epochs else 1)
-            ax.plot(steps / per_epoch, r.losses, color="0.75", linewidth=0.8, label="each step's batch")
+            ax.plot(
+                steps / per_epoch,
+                r.losses,
+                color="0.75",
+                linewidth=0.8,
+                label="each step's batch",
+            )
         for key, values in r.history.items():
             part, _, m = key.partition(" ")
             if m != metric:
                 continue
             color, style = PART_STYLE.get(part, ("C3", "-."))
-            ax.plot(r.epochs[: len(values)], values, color=color, linestyle=style, linewidth=1.8, label=part)
+            ax.plot(
+                r.epochs[: len(values)],
+                values,
+                color=color,
+                linestyle=style,
+                linewidth=1.8,
+                label=part,
+            )
         if metric == "loss":
             from .report import _scale_y
 
-            _scale_y(ax, [v for k, v in r.history.items() if k.endswith(" loss")] + [r.losses])
+            _scale_y(
+                ax,
+                [v for k, v in r.history.items() if k.endswith(" loss")] + [r.losses],
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per epoch")
@@ -356,8 +400,12 @@ def _boundary(plt, r: Results) -> bytes:
     if kind == "classes":
         k = int(max(values.max(), *(int(np.max(y)) for _, y in r.points.values()))) + 1
         colors = [plt.get_cmap("tab10")(i) for i in range(k)]
-        ax.contourf(xs, ys, values, levels=np.arange(-0.5, k), colors=colors, alpha=0.25)
-        ax.contour(xs, ys, values, levels=np.arange(0.5, k - 1), colors="k", linewidths=0.8)
+        ax.contourf(
+            xs, ys, values, levels=np.arange(-0.5, k), colors=colors, alpha=0.25
+        )
+        ax.contour(
+            xs, ys, values, levels=np.arange(0.5, k - 1), colors="k", linewidths=0.8
+        )
         title = "learned class regions"
         cmap = ListedColormap(colors)
         vmin, vmax = -0.5, k - 0.5
@@ -369,11 +417,25 @@ def _boundary(plt, r: Results) -> bytes:
             ax.contour(xs, ys, values, levels=[middle], colors="k", linewidths=1.2)
         title = f"learned function (the {num(middle)} contour in black)"
         cmap, vmin, vmax = "RdBu_r", float(values.min()), float(values.max())
+        targets = np.concatenate([np.ravel(y) for _, y in r.points.values()])
+        if np.isin(targets, (0, 1)).all():  # 0/1 targets: blue and red, whatever the scale
+            cmap, vmin, vmax = ListedColormap(["#2166ac", "#b2182b"]), -0.5, 1.5
     for part, (x, y) in r.points.items():
         c = np.asarray(y, dtype=float).reshape(len(y), -1)[:, 0]
         marker = {"train": "o", "val": "s", "test": "^"}.get(part, "o")
-        ax.scatter(x[:, 0], x[:, 1], c=c, cmap=cmap, vmin=vmin, vmax=vmax, marker=marker,
-                   edgecolors="k", linewidths=0.5, s=28 if len(x) > 50 else 70, label=part)
+        ax.scatter(
+            x[:, 0],
+            x[:, 1],
+            c=c,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            marker=marker,
+            edgecolors="k",
+            linewidths=0.5,
+            s=28 if len(x) > 50 else 70,
+            label=part,
+        )
     ax.set_xlabel("x₁")
     ax.set_ylabel("x₂")
     ax.set_title(f"{r.name}: {title}", fontsize=10)
@@ -391,8 +453,14 @@ def _classes(plt, r: Results) -> bytes:
     ax.imshow(matrix, cmap="Blues")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > matrix.max() / 2 else "black",
+            )
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     labels = []

@@ -63,7 +63,12 @@ class Stat:
 
     @property
     def shape_text(self) -> str:
-        return "(" + ", ".join(map(str, self.shape)) + ("," if len(self.shape) == 1 else "") + ")"
+        return (
+            "("
+            + ", ".join(map(str, self.shape))
+            + ("," if len(self.shape) == 1 else "")
+            + ")"
+        )
 
     def short(self, small: int = 4) -> str:
         """One line for a diagram node: every value when there are at most
@@ -181,7 +186,9 @@ def first_step(numpy_text: str, data_file=None) -> Step:
     the caller decides what a missing number means.
     """
     with contextlib.ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlpgen-step-")))
+        folder = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="mlpgen-step-"))
+        )
         if data_file is not None:
             (folder / data_file.name).write_bytes(data_file.content)
         stack.enter_context(warnings.catch_warnings())

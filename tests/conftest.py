@@ -7,7 +7,6 @@ import inspect
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 from hypothesis import settings
 

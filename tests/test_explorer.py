@@ -120,16 +120,22 @@ def test_xor_explorer_loads_and_links_nodes_to_lines(browser, compiled, shots):
     assert "sel" in node.get_attribute("class")
     lines = highlighted(browser)
     assert sorted(lines) == ["numpy_backprop.py", "torch_manual.py", "torch_module.py"]
-    assert any('fc2 = act1 @ params["fc2.weight"].T' in t for t in lines["numpy_backprop.py"])
+    assert any(
+        'fc2 = act1 @ params["fc2.weight"].T' in t for t in lines["numpy_backprop.py"]
+    )
     assert any("fc2 = act1 @ params" in t for t in lines["torch_manual.py"])
-    assert any("self.fc2 = nn.Linear(5, 1, bias=False)" in t for t in lines["torch_module.py"])
+    assert any(
+        "self.fc2 = nn.Linear(5, 1, bias=False)" in t for t in lines["torch_module.py"]
+    )
     assert any("fc2 = self.fc2(act1)" in t for t in lines["torch_module.py"])
     details = browser.find_element(By.ID, "details").text
     assert "fc2 = act1 @ fc2.weightᵀ" in details
 
     click_node(browser, "backward", "d_fc1")
     lines = highlighted(browser)
-    assert any("d_fc1 = d_act1 * (1 - act1) * act1" in t for t in lines["numpy_backprop.py"])
+    assert any(
+        "d_fc1 = d_act1 * (1 - act1) * act1" in t for t in lines["numpy_backprop.py"]
+    )
     assert any("d_fc1 =" in t for t in lines["torch_manual.py"])
     assert any("loss.backward()" in t for t in lines["torch_module.py"])
     # the panes scrolled to their highlighted lines
@@ -154,12 +160,16 @@ def test_explorer_of_a_12_layer_chain(browser, compiled, shots):
     click_node(browser, "backward", 'grads["fc1.weight"]')
     lines = highlighted(browser)
     assert all(lines.values()), lines
-    assert any('grads["fc1.weight"] = d_fc1.T @ x' in t for t in lines["numpy_backprop.py"])
+    assert any(
+        'grads["fc1.weight"] = d_fc1.T @ x' in t for t in lines["numpy_backprop.py"]
+    )
     click_node(browser, "forward", "fc6")
     assert all(highlighted(browser).values())
     details = browser.find_element(By.ID, "details")
     if "value at the first step" in details.text:  # with the first step's numbers
-        assert details.find_elements(By.CSS_SELECTOR, ".heat div")  # (64, 32): a heat map
+        assert details.find_elements(
+            By.CSS_SELECTOR, ".heat div"
+        )  # (64, 32): a heat map
     assert errors(browser) == []
     browser.save_screenshot(str(shots / "chain12.png"))
     assert_readable(shots / "chain12.png")
@@ -172,12 +182,16 @@ def test_picking_from_the_list_and_deep_links(browser, compiled):
     folder = compiled(ROOT / "specs" / "two_branch.yaml")
     open_page(browser, folder)
     Select(browser.find_element(By.ID, "pick")).select_by_value("right")
-    assert browser.find_element(By.CSS_SELECTOR, "#details h2").text.startswith("right: softplus")
+    assert browser.find_element(By.CSS_SELECTOR, "#details h2").text.startswith(
+        "right: softplus"
+    )
     assert all(highlighted(browser).values())
     browser.get((folder / "index.html").resolve().as_uri() + "#d_joined")
     browser.refresh()
     assert browser.find_element(By.ID, "svg-backward").is_displayed()
-    assert browser.find_element(By.CSS_SELECTOR, "#details h2").text.startswith("∂L/∂joined")
+    assert browser.find_element(By.CSS_SELECTOR, "#details h2").text.startswith(
+        "∂L/∂joined"
+    )
     assert errors(browser) == []
 
 
@@ -192,5 +206,7 @@ def assert_readable(path: Path) -> None:
     assert len(colours) > 200
     counts = {c: n for n, c in colours}
     dark = sum(n for c, n in counts.items() if sum(c) < 200)
-    yellow = sum(n for (r, g, b), n in counts.items() if r > 240 and g > 200 and b < 160)
+    yellow = sum(
+        n for (r, g, b), n in counts.items() if r > 240 and g > 200 and b < 160
+    )
     assert dark > 5000 and yellow > 2000, (dark, yellow)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from mlpgen import notation, page, values
 from mlpgen.compiler import build, compile_spec, render
@@ -59,11 +60,16 @@ class StubModule:
     def first_step(self, params, data):
         x, _ = data["train"]
         fc = x @ params["fc.weight"].T
-        return {"x": x, "fc": fc}, {"fc": 2 * fc / 3}, {"fc.weight": np.array([[6.0, 6.0]])}, 9.0
+        return (
+            {"x": x, "fc": fc},
+            {"fc": 2 * fc / 3},
+            {"fc.weight": np.array([[6.0, 6.0]])},
+            9.0,
+        )
 
 
 def test_adapter_calls_the_core_api():
-    params, tensors, tgrads, grads, loss = values.call_first_step(StubModule())
+    _, tensors, _, grads, loss = values.call_first_step(StubModule())
     assert loss == 9.0 and tensors["fc"].tolist() == [[3.0]] * 3
     assert grads["fc.weight"].tolist() == [[6.0, 6.0]]
 
@@ -84,10 +90,22 @@ def test_step_numbers_reach_both_diagrams(monkeypatch):
     rng = np.random.default_rng(0)
     step = values.Step(
         0.5,
-        {n: values.stat(rng.normal(size=(4, net.features(n)))) for n in ["x", *(ly.name for ly in net.layers)]},
-        {ly.name: values.stat(rng.normal(size=(4, ly.out_features))) for ly in net.layers},
-        {pi.state_name: values.stat(rng.normal(size=pi.param.shape)) for pi in prog.params},
-        {pi.state_name: values.stat(10.0 ** -i * np.ones(pi.param.shape)) for i, pi in enumerate(prog.params)},
+        {
+            n: values.stat(rng.normal(size=(4, net.features(n))))
+            for n in ["x", *(ly.name for ly in net.layers)]
+        },
+        {
+            ly.name: values.stat(rng.normal(size=(4, ly.out_features)))
+            for ly in net.layers
+        },
+        {
+            pi.state_name: values.stat(rng.normal(size=pi.param.shape))
+            for pi in prog.params
+        },
+        {
+            pi.state_name: values.stat(10.0**-i * np.ones(pi.param.shape))
+            for i, pi in enumerate(prog.params)
+        },
     )
     forward = R.forward_dot(prog, step)
     backward = R.backward_dot(prog, step)
@@ -104,7 +122,10 @@ def test_step_numbers_reach_both_diagrams(monkeypatch):
     weights = [pi.state_name for pi in prog.params if pi.param.name == "weight"]
     bars, _ = R.strip_bars([step.grads[w].norm for w in weights])
     for w, n in zip(weights, bars):
-        assert f">{w}</font></td><td align=\"left\"><font point-size=\"{R.SMALL}\" color=\"{R.GRAD_EDGE}\">{'▇' * n}<" in backward
+        assert (
+            f'>{w}</font></td><td align="left"><font point-size="{R.SMALL}" color="{R.GRAD_EDGE}">{"▇" * n}<'
+            in backward
+        )
 
 
 def test_strip_bars_are_logarithmic():
@@ -122,18 +143,21 @@ def test_strip_bars_are_logarithmic():
 def test_intro_is_the_leading_comment():
     text = "# First line\n# goes on.\n#\n# Second.\nmlpgen: 1\n# not this\n"
     assert page.intro(text) == ["First line goes on.", "Second."]
-    assert page.intro("{\"name\": 1}") == []
+    assert page.intro('{"name": 1}') == []
 
 
 def test_spec_copy_points_at_the_data_copy(tmp_path):
     prog = build(ROOT / "specs" / "flowers_csv.yaml")
     name, text = page.spec_copy(prog)
     assert name == "flowers_csv.yaml"
-    assert "path: data.csv" in text and "data/flowers.csv" in text  # the comment keeps it
+    assert (
+        "path: data.csv" in text and "data/flowers.csv" in text
+    )  # the comment keeps it
     folder = compile_spec(ROOT / "specs" / "flowers_csv.yaml", tmp_path)
     # the commands on the page work from the page's folder
     r = subprocess.run(
         [sys.executable, "-m", "mlpgen", "check", "flowers_csv.yaml"],
+        check=False,
         cwd=folder,
         capture_output=True,
         text=True,
@@ -148,7 +172,9 @@ def test_page_shows_spec_intro_and_warnings(compiled):
     text = (folder / "README.md").read_text()
     spec_text = (ROOT / "specs" / "spiral_dropout.yaml").read_text()
     assert (folder / "spiral_dropout.yaml").read_text() == spec_text
-    assert spec_text.strip() in text  # shown whole, at the end
+    assert (
+        str(escape(spec_text.rstrip("\n"))) in text
+    )  # shown whole, at the end, as HTML text
     first = page.intro(spec_text)[0]
     assert first.split()[0] in text.split("## The network")[0]
     assert "What `mlpgen check` warns about" in text
@@ -180,12 +206,23 @@ def test_iverson_sums_and_constants_in_the_legend(compiled):
     spiral = (compiled(ROOT / "specs" / "spiral.yaml") / "README.md").read_text()
     for row in ("`[a > 0]`", "Iverson bracket", "`Σₙ a`", "`onehot(y)`", "`N`"):
         assert row in spiral, row
-    weighted = (compiled(ROOT / "specs" / "spiral_dropout.yaml") / "README.md").read_text()
-    assert "| `w` | each class's weight in the loss (loss.weight) | `CLASS_WEIGHT` |" in weighted
+    weighted = (
+        compiled(ROOT / "specs" / "spiral_dropout.yaml") / "README.md"
+    ).read_text()
+    assert (
+        "| `w` | each class's weight in the loss (loss.weight) | `CLASS_WEIGHT` |"
+        in weighted
+    )
     binary = (compiled(ROOT / "specs" / "binary.yaml") / "README.md").read_text()
-    assert "| `pw` | the weight of the positive targets (loss.pos_weight) | `POS_WEIGHT` | `[5]` |" in binary
+    assert (
+        "| `pw` | the weight of the positive targets (loss.pos_weight) | `POS_WEIGHT` | `[5]` |"
+        in binary
+    )
     bce = (compiled(ROOT / "specs" / "sgd_nesterov.yaml") / "README.md").read_text()
-    assert "| `ε` | in the loss's gradient: torch's ε in ∂L/∂p" in bce and "`BCE_EPS`" in bce
+    assert (
+        "| `ε` | in the loss's gradient: torch's ε in ∂L/∂p" in bce
+        and "`BCE_EPS`" in bce
+    )
     assert "| `μ` | the momentum factor (in the update) | `MOMENTUM` |" in bce
 
 
@@ -201,12 +238,17 @@ def test_every_link_and_image_on_a_gallery_page_exists(folder):
     for target in targets:
         if target.startswith("#"):
             anchor = target[1:]
-            assert re.search(rf"^#+ {anchor}\b", text, re.M | re.I), target
+            assert re.search(rf"^#+ {anchor}\b", text, re.MULTILINE | re.IGNORECASE), (
+                target
+            )
             continue
         assert not re.match(r"[a-z]+:", target), f"{target}: a link out of the folder"
         assert (folder / target).is_file(), f"{folder.name}: {target} is missing"
     html = (folder / "index.html").read_text()
-    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    assert (
+        "http://" not in html.replace("http://www.w3.org", "")
+        and "https://" not in html
+    )
 
 
 def test_plain_compile_page_embeds_no_missing_file(tmp_path):
@@ -223,7 +265,7 @@ def test_plain_compile_page_embeds_no_missing_file(tmp_path):
 
 def _assigns(text: str, start: int, end: int, target: str) -> bool:
     block = "\n".join(text.splitlines()[start - 1 : end])
-    return re.search(rf"^\s*{re.escape(target)} =", block, re.M) is not None
+    return re.search(rf"^\s*{re.escape(target)} =", block, re.MULTILINE) is not None
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -241,22 +283,34 @@ def test_line_map_finds_every_node_in_the_three_files(spec, compiled):
             blocks = [[t.strip() for t in text[a - 1 : b]] for a, b in spans[f]]
             (block,) = [b for b in blocks if f"# {line.comments[-1]}" in b]
             assert block[0].startswith("#"), block
-            assert re.search(rf"^{re.escape(line.target.code)} =", "\n".join(block), re.M)
+            assert re.search(
+                rf"^{re.escape(line.target.code)} =", "\n".join(block), re.MULTILINE
+            )
         module = texts["torch_module.py"].splitlines()
-        assert any(f"self.{line.layer}" in module[a - 1] or f"{line.layer} =" in module[a - 1] for a, _ in spans["torch_module.py"])
+        assert any(
+            f"self.{line.layer}" in module[a - 1] or f"{line.layer} =" in module[a - 1]
+            for a, _ in spans["torch_module.py"]
+        )
     for line in prog.backward:
         spans = nodes[line.target.code]
         for f in page.IMPLEMENTATIONS[:2]:
             (a, b), *_ = spans[f]
             block = texts[f].splitlines()[a - 1 : b]
             assert block[0].strip().startswith("#"), (line.target.code, block)
-            assert f"# {math_text(line.target)} = {math_text(line.expr)}" in "\n".join(block)
+            assert f"# {math_text(line.target)} = {math_text(line.expr)}" in "\n".join(
+                block
+            )
             assert _assigns(texts[f], a, b, line.target.code), (line.target.code, f)
-        assert any("backward()" in texts["torch_module.py"].splitlines()[a - 1] for a, _ in spans["torch_module.py"])
+        assert any(
+            "backward()" in texts["torch_module.py"].splitlines()[a - 1]
+            for a, _ in spans["torch_module.py"]
+        )
     for pi in prog.params:
         spans = nodes[f'params["{pi.state_name}"]']
         (a, b), *_ = spans["numpy_backprop.py"]
-        assert f'"{pi.state_name}":' in "\n".join(texts["numpy_backprop.py"].splitlines()[a - 1 : b])
+        assert f'"{pi.state_name}":' in "\n".join(
+            texts["numpy_backprop.py"].splitlines()[a - 1 : b]
+        )
 
 
 def test_line_map_follows_the_text_not_fixed_positions(compiled):
@@ -282,16 +336,32 @@ def test_line_map_follows_the_text_not_fixed_positions(compiled):
 def test_explorer_data_is_inline_json_that_cannot_close_its_script(compiled):
     folder = compiled(ROOT / "specs" / "xor.yaml")
     html = (folder / "index.html").read_text()
-    raw = html.split('<script type="application/json" id="data">')[1].split("</script>")[0]
+    raw = html.split('<script type="application/json" id="data">')[1].split(
+        "</script>"
+    )[0]
     data = json.loads(raw)
-    assert data["code"]["numpy_backprop.py"] == (folder / "numpy_backprop.py").read_text()
+    assert (
+        data["code"]["numpy_backprop.py"] == (folder / "numpy_backprop.py").read_text()
+    )
     assert {"fc1", "act2", "loss", "d_fc1", 'grads["fc1.weight"]'} <= set(data["nodes"])
-    assert [n["id"] for n in data["graph"]["nodes"]] == ["x", "fc1", "act1", "fc2", "act2"]
-    assert page.script_json({"a": "</script><!--"}) == '{"a":"\\u003c/script\\u003e\\u003c!--"}'
+    assert [n["id"] for n in data["graph"]["nodes"]] == [
+        "x",
+        "fc1",
+        "act1",
+        "fc2",
+        "act2",
+    ]
+    assert (
+        page.script_json({"a": "</script><!--"})
+        == '{"a":"\\u003c/script\\u003e\\u003c!--"}'
+    )
 
 
 def test_page_without_first_step_has_no_numbers(monkeypatch, tmp_path):
     monkeypatch.setattr(values, "try_first_step", lambda *a: None)
     files = render(build(ROOT / "specs" / "xor.yaml"))
-    assert "data " not in files["forward.dot"] and "at the first step" not in files["README.md"]
+    assert (
+        "data " not in files["forward.dot"]
+        and "at the first step" not in files["README.md"]
+    )
     assert Path(tmp_path).exists()

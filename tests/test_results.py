@@ -16,11 +16,15 @@ from .conftest import ROOT, load_module
 def trained(name: str):
     prog = build(ROOT / "specs" / f"{name}.yaml")
     files = render(prog)
-    return prog, files, results.train(prog, files["numpy_backprop.py"], prog.net.data.file)
+    return (
+        prog,
+        files,
+        results.train(prog, files["numpy_backprop.py"], prog.net.data.file),
+    )
 
 
 def test_xor_learns_and_gets_a_prediction_table(tmp_path):
-    prog, files, r = trained("xor")
+    _, files, r = trained("xor")
     # the same losses as the script's own run
     path = tmp_path / "numpy_backprop.py"
     path.write_text(files["numpy_backprop.py"])
@@ -34,7 +38,7 @@ def test_xor_learns_and_gets_a_prediction_table(tmp_path):
     assert [row["x"] for row in r.table] == ["0, 0", "0, 1", "1, 0", "1, 1"]
     outs = [float(row["out"].replace("−", "-")) for row in r.table]
     assert outs[0] < 0.2 and outs[1] > 0.8 and outs[2] > 0.8 and outs[3] < 0.2
-    xs, ys, values, kind = r.grid
+    _, _, values, kind = r.grid
     assert kind == "value" and values.shape == (results.GRID, results.GRID)
     # the corners of the grid are the four XOR points' neighbourhoods
     assert values[0, 0] < 0.5 < values[0, -1] and values[-1, 0] > 0.5 > values[-1, -1]
@@ -42,7 +46,7 @@ def test_xor_learns_and_gets_a_prediction_table(tmp_path):
 
 
 def test_classifier_gets_per_class_accuracy():
-    prog, _, r = trained("spiral")
+    _, _, r = trained("spiral")
     part, matrix = r.confusion
     assert part == "val" and matrix.sum() == 45  # 15 % of 300
     assert r.final["val"]["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
