@@ -289,6 +289,8 @@ def to_ir(e: sympy.Expr, symbols: dict[sympy.Symbol, Expr]) -> Expr:
         return call("where_gt", u, 1, call("sigmoid", u), 20)
     if isinstance(e, _Fn):
         return call(e.ir, to_ir(e.args[0], symbols))
+    if isinstance(e, sympy.log):  # from differentiating u**v: (u**v)′ has log(u)
+        return call("log", to_ir(e.args[0], symbols))
     raise TypeError(f"no expression-IR form for {e!r}")
 
 

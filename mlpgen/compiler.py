@@ -12,9 +12,16 @@ from pathlib import Path
 
 from . import autodiff, graph
 from .spec import SPEC_NAME_PATTERN
+from .status import MissingDependency, NotOurs, OutputError, shown
 
-FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py", "README.md")
-CODE = FILES[:-1]
+FILES = (
+    "numpy_backprop.py",
+    "torch_manual.py",
+    "torch_module.py",
+    "test_crosscheck.py",
+    "README.md",
+)
+CODE = FILES[:-1]  # rendered first; README.md last, with the numbers and results
 
 
 def build(path) -> autodiff.Program:
@@ -23,12 +30,18 @@ def build(path) -> autodiff.Program:
 
 
 def ruff_bin() -> str:
-    from ruff.__main__ import find_ruff_bin
+    """The ruff executable of the installed ``ruff`` package (a dependency)."""
+    try:
+        from ruff.__main__ import find_ruff_bin
 
-    return os.fsdecode(find_ruff_bin())
+        return os.fsdecode(find_ruff_bin())
+    except (ImportError, FileNotFoundError):
+        raise MissingDependency("compile", "ruff") from None
 
 
-def render(prog: autodiff.Program, plot: bool = False, draw: bool = True) -> dict[str, str | bytes]:
+def render(
+    prog: autodiff.Program, plot: bool = False, draw: bool = True
+) -> dict[str, str | bytes]:
     """The generated files' text, formatted with ruff and parsed back as a check,
     the diagrams (DOT, and SVG when Graphviz is installed), the learning page,
     the explorer (index.html), a copy of the spec, and the bytes of the spec's
@@ -48,31 +61,32 @@ def render(prog: autodiff.Program, plot: bool = False, draw: bool = True) -> dic
     env = environment()
     ctx = context(prog)
     data_file = prog.net.data.file
-    files: dict[str, str | bytes] = {
-        name: env.get_template(name + ".j2").render(ctx) for name in CODE
-    }
-    step = try_first_step(files["numpy_backprop.py"], data_file)
+    texts = {name: env.get_template(name + ".j2").render(ctx) for name in CODE}
+    step = try_first_step(texts["numpy_backprop.py"], data_file)
     # dot draws the SVGs in the background while ruff formats
     drawing = Drawing(prog, step)
     try:
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
             for name in CODE:
-                Path(tmp, name).write_text(files[name], encoding="utf-8")
-            ruff = [ruff_bin(), "format", "--isolated", "--quiet", "--line-length", "88"]
-            subprocess.run([*ruff, tmp], check=True)
+                Path(tmp, name).write_text(texts[name], encoding="utf-8")
+            # no cache, run inside the scratch folder: nothing lands in the
+            # user's current directory (which may not even be writable)
+            ruff = [ruff_bin(), "format", "--isolated", "--no-cache", "--quiet"]
+            subprocess.run([*ruff, "--line-length", "88", "."], check=True, cwd=tmp)
             for name in CODE:
-                files[name] = Path(tmp, name).read_text(encoding="utf-8")
-                ast.parse(files[name], filename=name)
+                formatted = Path(tmp, name).read_text(encoding="utf-8")
+                ast.parse(formatted, filename=name)
+                texts[name] = formatted
     finally:
         diagrams = drawing.files()  # waits for dot
-    files.update(diagrams)
+    files: dict[str, str | bytes] = {**texts, **diagrams}
     if data_file is not None:
         files[data_file.name] = data_file.content
     results = None
     if plot:
         from . import results as res
 
-        results = res.train(prog, files["numpy_backprop.py"], data_file)
+        results = res.train(prog, texts["numpy_backprop.py"], data_file)
         if draw:
             from .crosstest import loss_figure
 
@@ -146,9 +160,134 @@ def _umask() -> int:
     return mask
 
 
+# ------------------------------------------------------------ whose folder it is
+
+# Every output folder holds this file: it says that mlpgen wrote the folder,
+# and lists the files it wrote there. A folder is replaced only while it holds
+# nothing else (Python's and the test tools' caches aside), so that mlpgen
+# never deletes a file it did not write.
+MARKER = ".mlpgen"
+MARKER_HEAD = "# mlpgen output"
+CACHES = frozenset(
+    {"__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache"}
+)
+_MAX_MARKER_BYTES = 100_000
+
+
+def marker_text(names) -> str:
+    """The marker of a folder holding the files ``names`` (sorted, one a line)."""
+    listed = sorted(set(names) - {MARKER})
+    return "\n".join(
+        [
+            f"{MARKER_HEAD}: mlpgen wrote this folder and replaces it as a whole on the",
+            "# next compile, but only while it holds nothing except the files listed",
+            "# below (and Python caches): keep files of your own elsewhere.",
+            *listed,
+            "",
+        ]
+    )
+
+
+def marker_files(folder: Path) -> set[str] | None:
+    """The files the marker of ``folder`` lists, or None when it has no marker."""
+    path = Path(folder) / MARKER
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_MARKER_BYTES + 1)
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(raw) > _MAX_MARKER_BYTES or not text.startswith(MARKER_HEAD):
+        return None
+    return {line for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def check_root(root: Path | str, source: str = "") -> None:
+    """OutputError unless ``root`` is (or can be made) a folder to write into."""
+    root = Path(root)
+    for here in [root, *root.parents]:
+        if here.exists() or here.is_symlink():
+            break
+    if here != root and not here.is_dir():
+        raise OutputError(
+            source, f"cannot write into {shown(root)}: {shown(here)} is a file"
+        )
+    if here == root and not root.is_dir():
+        raise OutputError(
+            source, f"cannot write into {shown(root)}: it is a file, not a folder"
+        )
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise OutputError(source, f"cannot write into {shown(root)}: permission denied")
+
+
+def check_replaceable(folder: Path | str, source: str = "") -> None:
+    """NotOurs unless ``folder`` is absent, empty, or holds only mlpgen's output."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise NotOurs(source, _not_ours(folder, "is a symbolic link that"))
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise NotOurs(source, _not_ours(folder, "exists and"))
+    try:
+        entries = set(os.listdir(folder))
+    except OSError as e:
+        raise OutputError(
+            source, f"cannot read {shown(folder)}: {e.strerror or e}"
+        ) from None
+    if not entries:
+        return
+    listed = marker_files(folder)
+    if listed is None:
+        raise NotOurs(source, _not_ours(folder, "exists and"))
+    # what mlpgen wrote is a plain file; anything else under a listed name is not
+    foreign = sorted(
+        name
+        for name in entries - CACHES - {MARKER}
+        if name not in listed
+        or (folder / name).is_symlink()
+        or not (folder / name).is_file()
+    )
+    if foreign:
+        shown_names = ", ".join(repr(name) for name in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise NotOurs(
+            source,
+            f"{shown(folder)} holds files that mlpgen did not write "
+            f"({shown_names}{more}); move them elsewhere or choose another -o",
+        )
+
+
+def _not_ours(folder: Path, what: str) -> str:
+    return (
+        f"{shown(folder)} {what} was not written by mlpgen; "
+        "remove it or choose another -o"
+    )
+
+
+def write_output(files: dict[str, str | bytes], folder: Path, source: str = "") -> None:
+    """Write an output folder with its marker, replacing only mlpgen's own output.
+
+    NotOurs (nothing touched) when ``folder`` holds anything else; OutputError
+    when the files cannot be written (the previous output is then kept).
+    """
+    check_replaceable(folder, source)
+    check_root(Path(folder).parent, source)
+    try:
+        write_atomically({**files, MARKER: marker_text(files)}, folder)
+    except OSError as e:
+        raise OutputError(
+            source, f"cannot write {shown(folder)}: {e.strerror or e}"
+        ) from None
+
+
 def compile_spec(path, root: Path | str = "generated") -> Path:
+    """Compile the spec at ``path`` into ``root/NAME/``; returns that folder."""
     prog = build(path)
-    files = render(prog)
+    source = prog.net.spec.source
     folder = output_folder(root, prog.net.spec.name)
-    write_atomically(files, folder)
+    check_replaceable(folder, source)
+    write_output(render(prog), folder, source)
     return folder

@@ -16,14 +16,20 @@ import csv
 import difflib
 import io
 import math
+import os
+import stat
+import struct
 import zipfile
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
 from .ops import LOSSES
-from .spec import Spec, SpecError
+from .schema import show
+from .spec import MAX_FEATURES, MAX_SAMPLES, MAX_VALUES, FileData, Spec, SpecError
+from .text import one_line
 
-MAX_FILE_BYTES = 50_000_000
+MAX_FILE_BYTES = 50_000_000  # a data file (.csv or .npz), read whole
 
 
 @dataclass(frozen=True)
@@ -142,24 +148,65 @@ class _FileProblem(Exception):
 
 def _describe_file(spec: Spec, classification: bool) -> DataInfo:
     d = spec.data
+    assert isinstance(d, FileData)
     path = Path(spec.base_dir) / d.path
     try:
-        try:
-            raw = path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else None
-        except OSError as e:
-            raise _FileProblem(f"cannot read {str(path)!r}: {e.strerror}") from None
-        if raw is None:
-            raise _FileProblem(f"{d.path!r} is larger than {MAX_FILE_BYTES} bytes")
+        raw = _read_regular_file(path, d.path)
         if not raw:
-            raise _FileProblem(f"{d.path!r} is empty")
+            raise _FileProblem(f"{show(d.path)} is empty")
         suffix = path.suffix.lower()
         if suffix == ".csv":
             return _describe_csv(raw, d, classification, spec.loss.type)
         if suffix == ".npz":
             return _describe_npz(raw, d, classification, spec.loss.type)
-        raise _FileProblem(f"must name a .csv or .npz file, got {d.path!r}")
+        raise _FileProblem(f"must name a .csv or .npz file, got {show(d.path)}")
     except _FileProblem as e:
         raise SpecError(spec.source, [(e.path, str(e))]) from None
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_regular_file(path: Path, written: str) -> bytes:
+    """The bytes of the regular file at ``path``, at most MAX_FILE_BYTES of them.
+
+    Opened without blocking (a FIFO must not hang compile) and checked on the
+    open descriptor, so that nothing but a regular file is read (a symlink to
+    /dev/zero or /dev/urandom would be read forever), and its size before it is.
+    ``written`` is data.path as the spec wrote it, for the messages.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise _FileProblem(f"cannot read {show(str(path))}: {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next(
+                (what for test, what in _FILE_KINDS if test(info.st_mode)), "special"
+            )
+            raise _FileProblem(f"{show(written)} is {kind}, not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _FileProblem(
+                f"{show(written)} has {info.st_size:,} bytes, more than mlpgen's "
+                f"limit of {MAX_FILE_BYTES:,} for a data file"
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(info.st_size + 1)  # one byte more: did it grow?
+    except OSError as e:
+        raise _FileProblem(f"cannot read {show(str(path))}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > info.st_size:
+        raise _FileProblem(f"{show(written)} grew while it was read")
+    return raw
 
 
 def _number(text: str) -> float | None:
@@ -176,62 +223,97 @@ def _csv_text(v: float) -> str:
     return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
 
 
+def _names(header: list[str], limit: int = 10) -> str:
+    """Column names as an error line shows them: quoted, escaped, the first few."""
+    shown = [show(name, 40) for name in header[:limit]]
+    return ", ".join(
+        shown + ([f"... ({len(header)} in all)"] if len(header) > limit else [])
+    )
+
+
 def _describe_csv(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise _FileProblem(f"{d.path!r} is not UTF-8 text (byte {e.start})") from None
+        raise _FileProblem(
+            f"{show(d.path)} is not UTF-8 text (byte {e.start})"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
-    header, rows = None, []
+    header: list[str] | None = None
+    values = array("d")  # every number, row after row (8 bytes each)
+    rows = 0
+    t = 0
     try:
         for cells in reader:
             if not any(c.strip() for c in cells):
                 continue  # blank lines carry nothing
             if header is None:
                 header = [c.strip() for c in cells]
+                if all(_number(name) is not None for name in header):
+                    raise _FileProblem(
+                        f"the first row of {show(d.path)} is all numbers "
+                        f"({_names(header, 5)}): a .csv needs a header row naming "
+                        "its columns; add one"
+                    )
+                if len(header) - 1 > MAX_FEATURES:
+                    raise _FileProblem(
+                        f"{show(d.path)} has {len(header) - 1:,} feature columns, "
+                        f"more than mlpgen's limit of {MAX_FEATURES:,}"
+                    )
                 t = _target_column(d.target, header)
                 continue
             if len(cells) != len(header):
                 raise _FileProblem(
-                    f"line {reader.line_num} of {d.path!r} has {len(cells)} values, "
-                    f"the header has {len(header)} columns"
+                    f"line {reader.line_num} of {show(d.path)} has {len(cells)} "
+                    f"values, the header has {len(header)} columns"
                 )
-            values = []
+            rows += 1
+            if rows > MAX_SAMPLES or rows * len(header) > MAX_VALUES:
+                raise _FileProblem(
+                    f"{show(d.path)} has more than {MAX_SAMPLES:,} rows or "
+                    f"{MAX_VALUES:,} numbers, mlpgen's limits on data"
+                )
             for name, cell in zip(header, cells):
                 v = _number(cell)
                 if v is None:
                     raise _FileProblem(
-                        f"line {reader.line_num} of {d.path!r}, column {name!r}: "
-                        f"{cell.strip()!r} is not a finite number"
+                        f"line {reader.line_num} of {show(d.path)}, column "
+                        f"{show(name, 40)}: {show(cell.strip(), 40)} is not a "
+                        "finite number"
                     )
                 values.append(v)
-            rows.append(values)
     except csv.Error as e:
-        raise _FileProblem(f"line {reader.line_num} of {d.path!r}: {e}") from None
-    if header is None:
-        raise _FileProblem(f"{d.path!r} has no header row")
-    if not rows:
-        raise _FileProblem(f"{d.path!r} has a header row but no data rows")
-    if len(header) < 2:
         raise _FileProblem(
-            f"{d.path!r} has one column: it needs the target and at least one feature"
+            f"line {reader.line_num} of {show(d.path)}: {one_line(str(e))}"
+        ) from None
+    if header is None:
+        raise _FileProblem(f"{show(d.path)} has no header row")
+    if not rows:
+        raise _FileProblem(f"{show(d.path)} has a header row but no data rows")
+    width = len(header)
+    if width < 2:
+        raise _FileProblem(
+            f"{show(d.path)} has one column: it needs the target and at least "
+            "one feature"
         )
-    targets = [row[t] for row in rows]
     classes = _classes(
-        targets, classification, loss, f"column {header[t]!r}", "data.target"
+        values[t::width],
+        classification,
+        loss,
+        f"column {show(header[t], 40)}",
+        "data.target",
     )
     # The copy: the same header and numbers, one canonical spelling that
     # np.loadtxt reads back exactly (no quotes, no blank lines, "\n" endings).
     out = io.StringIO()
     out.write(",".join(" ".join(name.replace(",", " ").split()) for name in header))
     out.write("\n")
-    for row in rows:
-        out.write(",".join(_csv_text(v) for v in row) + "\n")
+    for start in range(0, len(values), width):
+        out.write(",".join(map(_csv_text, values[start : start + width])) + "\n")
     file = DataFile("data.csv", out.getvalue().encode(), d.path, t, header[t])
-    n, features = len(rows), len(header) - 1
     if classification:
-        return DataInfo(features, None, classes, False, n, file=file)
-    return DataInfo(features, 1, None, True, n, file=file)
+        return DataInfo(width - 1, None, classes, False, rows, file=file)
+    return DataInfo(width - 1, 1, None, True, rows, file=file)
 
 
 def _target_column(target, header: list[str]) -> int:
@@ -249,15 +331,17 @@ def _target_column(target, header: list[str]) -> int:
         return target
     if header.count(target) > 1:
         raise _FileProblem(
-            f"{target!r} names {header.count(target)} columns: use its index",
+            f"{show(target)} names {header.count(target)} columns: use its index",
             "data.target",
         )
     if target not in header:
-        close = difflib.get_close_matches(target, header, n=1)
+        close = difflib.get_close_matches(target, header[:1000], n=1)
         hint = (
-            f"did you mean {close[0]!r}?" if close else "columns: " + ", ".join(header)
+            f"did you mean {show(close[0], 40)}?"
+            if close
+            else "columns: " + _names(header)
         )
-        raise _FileProblem(f"no column named {target!r} ({hint})", "data.target")
+        raise _FileProblem(f"no column named {show(target)} ({hint})", "data.target")
     return header.index(target)
 
 
@@ -275,6 +359,108 @@ def _classes(
     return int(max(values)) + 1
 
 
+# An .npz holds x.npy and y.npy (and possibly more members, which are ignored).
+# Each member's .npy header is read from the zip before its data, and checked
+# against the limits before anything is allocated: the shape a header declares
+# is what np.load would allocate. The uncompressed sizes and compression ratios
+# the zip declares are checked too (a zip bomb inflates a few MB into GB).
+MAX_NPZ_MEMBERS = 100
+MAX_NPY_BYTES = MAX_VALUES * 8 + 100_000  # every number a float64, and the header
+MAX_RATIO = 1000  # deflate cannot do much better than 1032:1
+_RATIO_FROM = 1_000_000  # bytes: small members may compress as well as they like
+
+
+def _zip_entries(raw: bytes) -> int | None:
+    """The member count the zip's end record declares, read before parsing it."""
+    end = raw.rfind(b"PK\x05\x06", max(0, len(raw) - 65_557))
+    if end < 0 or end + 22 > len(raw):
+        return None
+    return struct.unpack_from("<H", raw, end + 10)[0]
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, path: str):
+    """(shape, dtype) from one member's .npy header, its sizes checked first."""
+    import numpy as np
+
+    where = f"array {key} of {show(path)}"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _FileProblem(
+            f"{where} uses zip compression method {info.compress_type}; "
+            "np.savez and np.savez_compressed write stored or deflated members"
+        )
+    if info.file_size > MAX_NPY_BYTES:
+        raise _FileProblem(
+            f"{where} inflates to {info.file_size:,} bytes, more than mlpgen's limit "
+            f"of {MAX_NPY_BYTES:,}"
+        )
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > _RATIO_FROM and ratio > MAX_RATIO:
+        raise _FileProblem(
+            f"{where} inflates {ratio:,.0f} times ({info.compress_size:,} bytes to "
+            f"{info.file_size:,}), more than mlpgen accepts ({MAX_RATIO:,}): a zip "
+            "bomb, or an array of one repeated value"
+        )
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _FileProblem(
+                f"{where} has .npy format version {version}: arrays of numbers "
+                "are versions 1.0 and 2.0"
+            )
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise _FileProblem(f"{where} holds {one_line(str(dtype))}, not numbers")
+    return tuple(shape), dtype
+
+
+def _checked_npz_shapes(raw: bytes, path: str) -> dict[str, tuple[int, ...]]:
+    """The shapes of x and y, every limit checked on the headers alone."""
+    entries = _zip_entries(raw)
+    if entries is None:
+        raise _FileProblem(
+            f"{show(path)} is not a readable .npz archive (no zip end record)"
+        )
+    if entries > MAX_NPZ_MEMBERS:
+        raise _FileProblem(
+            f"{show(path)} has {entries:,} members, more than mlpgen reads "
+            f"({MAX_NPZ_MEMBERS}); an .npz of x and y needs 2"
+        )
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        members = {info.filename: info for info in zf.infolist()}
+        missing = [k for k in ("x", "y") if f"{k}.npy" not in members]
+        if missing:
+            arrays = [name[:-4] for name in members if name.endswith(".npy")]
+            raise _FileProblem(
+                f"{show(path)} has no array {' or '.join(missing)} "
+                f"(it has: {_names(arrays) or 'nothing'})"
+            )
+        shapes = {
+            key: _npy_header(zf, members[f"{key}.npy"], key, path)[0]
+            for key in ("x", "y")
+        }
+    sizes = {key: math.prod(shape) for key, shape in shapes.items()}
+    for key, shape in shapes.items():
+        if shape and shape[0] > MAX_SAMPLES:
+            raise _FileProblem(
+                f"array {key} of {show(path)} has {shape[0]:,} rows, more than "
+                f"mlpgen's limit of {MAX_SAMPLES:,} samples"
+            )
+        if len(shape) > 1 and math.prod(shape[1:]) > MAX_FEATURES:
+            raise _FileProblem(
+                f"array {key} of {show(path)} has {math.prod(shape[1:]):,} values "
+                f"per row, more than mlpgen's limit of {MAX_FEATURES:,} features"
+            )
+    if sum(sizes.values()) > MAX_VALUES:
+        raise _FileProblem(
+            f"{show(path)} holds {sum(sizes.values()):,} numbers in x and y, more "
+            f"than mlpgen's limit of {MAX_VALUES:,}"
+        )
+    return shapes
+
+
 def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
     import numpy as np
 
@@ -284,33 +470,38 @@ def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
             "data.target",
         )
     if not raw.startswith(b"PK"):
-        raise _FileProblem(f"{d.path!r} is not an .npz archive (a zip of .npy arrays)")
+        raise _FileProblem(
+            f"{show(d.path)} is not an .npz archive (a zip of .npy arrays)"
+        )
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            missing = [k for k in ("x", "y") if k not in archive.files]
-            if missing:
-                raise _FileProblem(
-                    f"{d.path!r} has no array {' or '.join(missing)} "
-                    f"(it has: {', '.join(archive.files) or 'nothing'})"
-                )
-            x, y = archive["x"], archive["y"]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise _FileProblem(f"{d.path!r} is not a readable .npz archive: {e}") from None
+        _checked_npz_shapes(raw, d.path)
+        # now that the sizes are known to be within the limits
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            arrays = {}
+            for key in ("x", "y"):
+                with zf.open(f"{key}.npy") as f:
+                    arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+        x, y = arrays["x"], arrays["y"]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, struct.error) as e:
+        raise _FileProblem(
+            f"{show(d.path)} is not a readable .npz archive: {one_line(str(e))[:200]}"
+        ) from None
     for key, a in (("x", x), ("y", y)):
         if a.dtype.kind not in "biuf":
             raise _FileProblem(
-                f"array {key} of {d.path!r} holds {a.dtype}, not numbers"
+                f"array {key} of {show(d.path)} holds {a.dtype}, not numbers"
             )
         if not np.isfinite(a.astype(np.float64)).all():
-            raise _FileProblem(f"array {key} of {d.path!r} holds non-finite values")
+            raise _FileProblem(f"array {key} of {show(d.path)} holds non-finite values")
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise _FileProblem(
-            f"array x of {d.path!r} must be (samples, features), got {x.shape}"
+            f"array x of {show(d.path)} must be (samples, features), got {x.shape}"
         )
     n = x.shape[0]
     if y.ndim not in (1, 2) or y.shape[0] != n or y.size == 0:
         raise _FileProblem(
-            f"array y of {d.path!r} must have one row per sample of x ({n}), got {y.shape}"
+            f"array y of {show(d.path)} must have one row per sample of x ({n}), "
+            f"got {y.shape}"
         )
     file = DataFile("data.npz", raw, d.path)
     if classification:

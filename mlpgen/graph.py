@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from . import data
+from . import checks, data
 from .ops import LAYERS, LOSSES, Buffer, Op, Param
 from .schema import plural, show
 from .spec import (
@@ -215,6 +215,8 @@ def build(spec: Spec, data_info) -> Network:
         if layer.name not in used
     ]
     problems += _size_problems(spec, data_info, input_features, layers)
+    if not problems:  # the semantic checks (checks.py) need a sound graph
+        problems += checks.problems(spec, data_info, layers)
     if problems:
         raise SpecError(spec.source, problems)
     return Network(

@@ -10,9 +10,11 @@ Nothing here changes the exit status of ``check``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .autodiff import Program
 from .graph import INPUT, Network
+from .ops import LOSSES
 
 FLOP_RULE = (
     "FLOPs counted: linear 2·N·in·out forward, backward 2·N·in·out for ∂W and as much "
@@ -120,9 +122,9 @@ def cost_table(prog: Program) -> str:
     lines = [
         f"one training step {batch}, {net.spec.dtype}: {_num(step_flops(prog, n))} FLOPs"
     ]
-    for i, r in enumerate(table):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:])
+    for i, cols in enumerate(table):
+        cells = [cols[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(cols[1:], widths[1:])
         ]
         lines.append("  ".join(cells).rstrip())
         if i == 0 or i == len(table) - 2:
@@ -154,7 +156,7 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
     """(key path, message) for each choice that is legal but rarely meant."""
     net = prog.net
     spec = net.spec
-    loss = spec.loss
+    loss: Any = spec.loss  # each loss type has keys of its own
     opt = spec.train.optimizer
     last = net.output
     at_last = f"{last.path} ({last.name})"
@@ -187,12 +189,6 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
             at_last,
             f"nll after {last.op.name}, not log_softmax: nll expects log-probabilities ",
             "(it only computes −out[y]); end the model with log_softmax, or use cross_entropy",
-        )
-    if loss.type == "bce" and last.op.name != "sigmoid":
-        warn(
-            at_last,
-            f"bce after {last.op.name}, not sigmoid: bce expects probabilities in ",
-            "[0, 1]; end the model with sigmoid, or use bce_with_logits",
         )
     weighted = loss.type in ("cross_entropy", "nll") and loss.weight is not None
     if weighted and loss.reduction == "mean":
@@ -227,7 +223,232 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
             "float32: the three implementations agree only to about 1e-4 (relative), ",
             "float64 to 1e-10",
         )
+    found += _optimizer_warnings(opt)
+    found += _model_warnings(net)
+    found += _data_warnings(spec)
     return found
+
+
+def _optimizer_warnings(opt) -> list[tuple[str, str]]:
+    """Optimizer settings that make the update blow up or go backwards."""
+    at = "train.optimizer"
+    found = []
+    if getattr(opt, "eps", None) == 0:
+        found.append(
+            (
+                f"{at}.eps",
+                (
+                    f"eps 0 with {opt.type}: the update divides by √(running average of "
+                    "g²) + eps, which is 0 for every parameter whose gradients have all "
+                    "been 0 (a dead unit, an unused input), and 0/0 is NaN; keep eps > 0 "
+                    "(torch's default is 1e-08)"
+                ),
+            )
+        )
+    momentum = getattr(opt, "momentum", 0)
+    if momentum >= 1:
+        found.append(
+            (
+                f"{at}.momentum",
+                (
+                    f"momentum {momentum:g} >= 1: the momentum buffer never forgets (it "
+                    "grows by every gradient instead of averaging them), so the steps "
+                    "grow without bound; use a value below 1 such as 0.9"
+                ),
+            )
+        )
+    if opt.type == "rmsprop" and opt.alpha == 1:
+        found.append(
+            (
+                f"{at}.alpha",
+                (
+                    "alpha 1: the running average of g² keeps its initial 0 forever "
+                    "(alpha·v + (1 − alpha)·g² = v), so every step is lr·g/eps, a huge "
+                    "one; use a value below 1 such as 0.99"
+                ),
+            )
+        )
+    dampening = getattr(opt, "dampening", 0)
+    if momentum > 0 and not 0 <= dampening <= 1:
+        effect = (
+            "negative, so the buffer moves against the gradient"
+            if dampening > 1
+            else "above 1, so each gradient is amplified"
+        )
+        found.append(
+            (
+                f"{at}.dampening",
+                (
+                    f"dampening {dampening:g} outside [0, 1]: the gradient enters the "
+                    f"momentum buffer times (1 − dampening), which is {effect}"
+                ),
+            )
+        )
+    return found
+
+
+def _model_warnings(net: Network) -> list[tuple[str, str]]:
+    """Layers that cannot do what they are there for."""
+    found = []
+    last = net.output
+    loss = net.spec.loss.type
+    dropped = [
+        layer
+        for layer in net.layers
+        if layer.op.name == "dropout"
+        and (
+            layer is last
+            or (
+                net.consumers(layer.name) == [last.name]
+                and last.op.elementwise
+                and not last.params
+            )
+        )
+    ]
+    for layer in dropped:
+        where = "is the model output" if layer is last else f"feeds only {last.name}"
+        found.append(
+            (
+                layer.path,
+                (
+                    f"dropout right before the loss ({layer.name} {where}): it zeroes "
+                    "random outputs during training, so the loss trains on corrupted "
+                    "predictions while evaluation sees none; put dropout between hidden "
+                    "layers"
+                ),
+            )
+        )
+    if LOSSES[loss].targets == "class" and last.out_features == 1:
+        found.append(
+            (
+                f"{last.path}",
+                (
+                    f"{loss} on one output column: with a single class score, softmax is "
+                    "always 1, the loss is constant and nothing trains; give the last "
+                    "layer one output per class (2 for a yes/no question), or use "
+                    "bce_with_logits on one column"
+                ),
+            )
+        )
+    for layer in net.layers:
+        if layer.op.name != "activation":
+            continue
+        inputs = layer.inputs[0]
+        source = None if inputs == INPUT else net.layer(inputs).op.name
+        for condition in undefined_where(layer.keys.expr, source):
+            found.append(
+                (
+                    f"{layer.path}.expr",
+                    (
+                        f"{layer.keys.expr!r} is undefined {condition}, and its input "
+                        f"({inputs}) can take such values: training then computes NaN "
+                        "or inf; keep the input in range (e.g. softplus or sigmoid "
+                        "before it) or change the formula"
+                    ),
+                )
+            )
+    return found
+
+
+# What the layers before a custom activation guarantee about its input.
+_POSITIVE = ("sigmoid", "softmax", "softplus")
+_NON_NEGATIVE = ("relu",)
+
+
+def undefined_where(text: str, source: str | None = None) -> list[str]:
+    """Where the formula ``text`` or its slope is undefined, in words
+    (``for x <= 0 (log of a number <= 0)``), leaving out the inputs that the
+    layer before it (``source``, an op name) cannot produce."""
+    import sympy
+
+    from . import cas
+
+    # per argument: the relation under which it is undefined, and why
+    found: dict[Any, tuple[str, str]] = {}
+
+    def need(u, relation: str, why: str) -> None:
+        if relation == "= 0" and u in found:
+            return  # implied by what is already there (<= 0 or < 0 with = 0)
+        if u in found and found[u][0] != relation:
+            relation, why = "<= 0", f"{found[u][1]}; {why}"
+        found[u] = (relation, why)
+
+    for node in sympy.preorder_traversal(cas.parse(text)):
+        if isinstance(node, cas.Log):
+            need(node.args[0], "<= 0", "log of a number <= 0")
+        elif isinstance(node, cas.Sqrt):
+            need(node.args[0], "<= 0", "sqrt of a negative number, infinite slope at 0")
+        elif node.is_Pow and node.args[0].free_symbols:
+            base, exponent = node.args
+            if exponent.free_symbols:
+                need(base, "<= 0", "a power with a variable exponent needs a base > 0")
+            elif exponent.is_Integer:
+                if exponent < 0:
+                    need(base, "= 0", "division by zero")
+            elif exponent < 1:
+                need(base, "<= 0", "a fractional power, infinite slope at 0")
+            else:
+                need(base, "< 0", "a fractional power of a negative number")
+    # the input as the layer before allows it: positive after sigmoid, ...
+    if source in _POSITIVE:
+        t = sympy.Symbol("t", positive=True)
+    elif source in _NON_NEGATIVE:
+        t = sympy.Symbol("t", nonnegative=True)
+    else:
+        t = sympy.Symbol("t", real=True)
+    ruled_out = {
+        "<= 0": lambda v: v.is_positive,
+        "< 0": lambda v: v.is_nonnegative,
+        "= 0": lambda v: v.is_nonzero,
+    }
+    # sympy's own functions, whose signs sympy knows (exp(u) + 1 > 0, ...)
+    known = {
+        cas.Exp: sympy.exp,
+        cas.Log: sympy.log,
+        cas.Sqrt: sympy.sqrt,
+        cas.Tanh: sympy.tanh,
+        cas.Sigmoid: lambda u: 1 / (1 + sympy.exp(-u)),
+        cas.Softplus: lambda u: sympy.log(1 + sympy.exp(u)),
+        cas.Erf: sympy.erf,
+        cas.Sin: sympy.sin,
+        cas.Cos: sympy.cos,
+        cas.Abs: sympy.Abs,
+    }
+
+    def plain(u):
+        for ours, theirs in known.items():
+            u = u.replace(ours, theirs)
+        return u.xreplace({cas.X: t})
+
+    lines = []
+    for u, (relation, why) in found.items():
+        if ruled_out[relation](plain(u)):
+            continue
+        where = f"for x {relation}" if u == cas.X else f"where {u} {relation}"
+        lines.append(f"{where} ({why})")
+    return lines
+
+
+def _data_warnings(spec) -> list[tuple[str, str]]:
+    """A data file outside the spec's folder is copied into the output."""
+    import os
+
+    if spec.data.kind != "file":
+        return []
+    base = os.path.realpath(spec.base_dir)
+    path = os.path.realpath(os.path.join(spec.base_dir, spec.data.path))
+    if os.path.commonpath([base, path]) == base:
+        return []
+    return [
+        (
+            "data.path",
+            (
+                f"{spec.data.path!r} is outside the spec's folder: compile copies it into "
+                "the output folder next to the scripts, where anyone you share that "
+                "folder with reads it; move it beside the spec if that is not meant"
+            ),
+        )
+    ]
 
 
 def warning_lines(prog: Program) -> list[str]:

@@ -257,13 +257,14 @@ def constants(prog, optimizer_constants) -> list[Constant]:
     """The named constants of this spec's formulas and update: loss constants
     (class weights w, positive weights pw, bce's ε), then the optimizer's."""
     from .autodiff import loss_ctx, value
+    from .expr import Sym, math_text
     from .ops import LOSSES
 
     net = prog.net
     spec = net.spec
     out: list[Constant] = []
     weight = loss_ctx(net, value(prog.output)).weight
-    if weight is not None:
+    if isinstance(weight, Sym):
         key = (
             "weight" if getattr(spec.loss, "weight", None) is not None else "pos_weight"
         )
@@ -274,7 +275,9 @@ def constants(prog, optimizer_constants) -> list[Constant]:
             else "the weight of the positive targets"
         )
         out.append(
-            Constant(weight.math, f"{what} (loss.{key})", weight.code, f"[{numbers}]")
+            Constant(
+                math_text(weight), f"{what} (loss.{key})", weight.code, f"[{numbers}]"
+            )
         )
     for sym, code, why in LOSSES[spec.loss.type].constants:
         out.append(Constant(sym.math, f"in the loss's gradient: {why}", sym.code, code))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from .expr import Const, Expr, Sym, call
 from .schema import After, Range, Record, Tagged
@@ -872,6 +872,9 @@ class LossKeys(Keys):
     """Keys every loss has: the optional ``l2`` term."""
 
     l2: L2Keys | None = None
+
+    if TYPE_CHECKING:  # for the type checker only: each loss declares it a Literal
+        type: str
 
 
 class MseKeys(LossKeys):

@@ -70,7 +70,8 @@ def intro(text: str | None) -> list[str]:
     paragraphs of plain text."""
     if text is None:
         return []
-    paragraphs, current = [], []
+    paragraphs: list[str] = []
+    current: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
         if not stripped.startswith("#"):
@@ -230,12 +231,17 @@ def readme_context(
 # ------------------------------------------------------------------ lines
 
 
+def _end(node: ast.stmt) -> int:
+    """The last line of a statement (Python 3.8+ always sets it)."""
+    return node.end_lineno or node.lineno
+
+
 def _statements(tree: ast.AST) -> dict[int, int]:
     """First line -> last line of every statement (1-based), at any depth."""
-    spans = {}
+    spans: dict[int, int] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.stmt):
-            spans.setdefault(node.lineno, node.end_lineno)
+            spans.setdefault(node.lineno, _end(node))
     return spans
 
 
@@ -270,7 +276,7 @@ def _manual_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
     def block(line: Line, fn: ast.FunctionDef | None) -> tuple[int, int] | None:
         if fn is None:
             return None
-        last = _find_comment(lines, line.comments[-1], fn.lineno, fn.end_lineno)
+        last = _find_comment(lines, line.comments[-1], fn.lineno, _end(fn))
         if last is None or last + 2 not in spans:
             return None
         first = last
@@ -292,17 +298,17 @@ def _manual_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
             out.setdefault(f"{owner}#backward", []).append(span)
     loss_fn = _function(tree, "loss_fn")
     if loss_fn is not None:
-        out.setdefault("loss", []).append((loss_fn.lineno, loss_fn.end_lineno))
+        out.setdefault("loss", []).append((loss_fn.lineno, _end(loss_fn)))
     init = _function(tree, "init_params")
     if init is not None:
         for pi in prog.params:
             key = f'"{pi.state_name}":'
-            for i in range(init.lineno - 1, init.end_lineno):
+            for i in range(init.lineno - 1, _end(init)):
                 if lines[i].strip().startswith(key):
                     end = i + 1
-                    while end < init.end_lineno and not lines[
-                        end - 1
-                    ].rstrip().endswith(","):
+                    while end < _end(init) and not lines[end - 1].rstrip().endswith(
+                        ","
+                    ):
                         end += 1
                     start = i
                     if start > 0 and lines[start - 1].strip().startswith(
@@ -314,8 +320,8 @@ def _manual_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
                     )
     load = _function(tree, "load_data")
     if load is not None:
-        out.setdefault(INPUT, []).append((load.lineno, load.end_lineno))
-        out.setdefault("y", []).append((load.lineno, load.end_lineno))
+        out.setdefault(INPUT, []).append((load.lineno, _end(load)))
+        out.setdefault("y", []).append((load.lineno, _end(load)))
     return out
 
 
@@ -346,35 +352,33 @@ def _module_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
                         and isinstance(t, ast.Attribute)
                         and t.attr in names
                     ):
-                        out.setdefault(t.attr, []).append(
-                            (stmt.lineno, stmt.end_lineno)
-                        )
+                        out.setdefault(t.attr, []).append((stmt.lineno, _end(stmt)))
                     if fn.name == "forward" and isinstance(t, ast.Name):
                         for layer in prog.net.layers:
                             if t.id == code_name(layer.name):
                                 out.setdefault(layer.name, []).append(
-                                    (stmt.lineno, stmt.end_lineno)
+                                    (stmt.lineno, _end(stmt))
                                 )
     backward_call = None
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "criterion" for t in node.targets
         ):
-            out.setdefault("loss", []).append((node.lineno, node.end_lineno))
+            out.setdefault("loss", []).append((node.lineno, _end(node)))
         if (
             isinstance(node, ast.Expr)
             and isinstance(node.value, ast.Call)
             and isinstance(node.value.func, ast.Attribute)
             and node.value.func.attr == "backward"
         ):
-            backward_call = (node.lineno, node.end_lineno)
+            backward_call = (node.lineno, _end(node))
     loss_fn = _function(tree, "loss_fn")
     if loss_fn is not None:
-        out.setdefault("loss", []).append((loss_fn.lineno, loss_fn.end_lineno))
+        out.setdefault("loss", []).append((loss_fn.lineno, _end(loss_fn)))
     load = _function(tree, "load_data")
     if load is not None:
-        out.setdefault(INPUT, []).append((load.lineno, load.end_lineno))
-        out.setdefault("y", []).append((load.lineno, load.end_lineno))
+        out.setdefault(INPUT, []).append((load.lineno, _end(load)))
+        out.setdefault("y", []).append((load.lineno, _end(load)))
     if backward_call is not None:
         out["#backward"] = [backward_call]
     return out
@@ -529,7 +533,7 @@ def _node_entries(prog: Program, step: Step | None) -> dict[str, dict]:
 def related_lines(prog: Program, texts: dict[str, str]) -> dict[str, dict[str, list]]:
     """For each layer (and the loss): the lines of its backward step in the two
     manual files, shown beside its forward lines in a lighter colour."""
-    out = {}
+    out: dict[str, dict[str, list]] = {}
     for file in IMPLEMENTATIONS[:2]:
         spans = _manual_lines(prog, texts[file])
         for owner in ["loss", *(layer.name for layer in prog.net.layers)]:

@@ -230,8 +230,8 @@ def loss_rows(prog: Program) -> list[str]:
     net = prog.net
     loss = LOSSES[net.spec.loss.type]
     rows = ["L = " + math_text(loss.value(loss_ctx(net, value(prog.output))))]
-    if prog.l2:
-        l2 = net.spec.loss.l2
+    l2 = net.spec.loss.l2
+    if prog.l2 and l2 is not None:
         which = "all parameters" if l2.params == "all" else "the weights"
         rows.append(f"+ {l2.coef}·Σ p² over {which}")
     return rows
@@ -249,7 +249,7 @@ def _loss_constant(prog: Program) -> tuple[Sym, str] | None:
     ``pos_weight``), as the symbol the formulas read and a node label."""
     net = prog.net
     weight = loss_ctx(net, value(prog.output)).weight
-    if weight is None:
+    if not isinstance(weight, Sym):
         return None
     key = (
         "weight" if getattr(net.spec.loss, "weight", None) is not None else "pos_weight"
@@ -564,11 +564,12 @@ def line_tensor(prog: Program, line: Line) -> str | None:
 def line_stat(prog: Program, line: Line, step: Step | None) -> Stat | None:
     """The first step's value of the gradient a line computes (parts and a
     rule's intermediates: none, they are not in the dump)."""
-    if step is None or line.kind in ("fanout_part", "grad_intermediate"):
+    tensor = line_tensor(prog, line)
+    if step is None or tensor is None or line.kind == "fanout_part":
         return None
     if line.kind == "param_grad":
-        return step.grads.get(line_tensor(prog, line))
-    return step.tensor_grads.get(line_tensor(prog, line))
+        return step.grads.get(tensor)
+    return step.tensor_grads.get(tensor)
 
 
 def _group(line: Line, layout: Layout) -> dict[str, str]:
@@ -835,7 +836,7 @@ TRIES = ((False, "TB"), (True, "TB"), (False, "LR"), (True, "LR"))
 def _draw(build) -> tuple[str, str]:
     """(DOT source, SVG) of the first of TRIES whose drawing fits MAX_WIDTH,
     else of the narrowest: the rank direction is chosen by measuring."""
-    best = None
+    best: tuple[float, str, str] | None = None
     for compact, rankdir in TRIES:
         g = build(compact, rankdir)
         svg = _svg(g)
@@ -844,6 +845,7 @@ def _draw(build) -> tuple[str, str]:
             best = (width, g.source, svg)
         if width <= MAX_WIDTH:
             break
+    assert best is not None
     return best[1], best[2]
 
 

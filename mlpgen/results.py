@@ -25,6 +25,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .ops import LOSSES
 from .values import load_module, num
@@ -118,7 +119,7 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
         module = load_module(numpy_text, folder)
         data = module.load_data()
         correct = loss.correct[0] if loss.correct else None
-        state = {"buffers": None, "steps": 0}
+        state: dict[str, Any] = {"buffers": None, "steps": 0}
         n_train = len(data["train"][0])
         batch = getattr(module, "BATCH_SIZE", n_train)
         per_epoch = max(1, -(-n_train // batch))
@@ -395,6 +396,7 @@ def _boundary(plt, r: Results) -> bytes:
     import numpy as np
     from matplotlib.colors import ListedColormap
 
+    assert r.grid is not None
     xs, ys, values, kind = r.grid
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     if kind == "classes":
@@ -418,7 +420,9 @@ def _boundary(plt, r: Results) -> bytes:
         title = f"learned function (the {num(middle)} contour in black)"
         cmap, vmin, vmax = "RdBu_r", float(values.min()), float(values.max())
         targets = np.concatenate([np.ravel(y) for _, y in r.points.values()])
-        if np.isin(targets, (0, 1)).all():  # 0/1 targets: blue and red, whatever the scale
+        if np.isin(
+            targets, (0, 1)
+        ).all():  # 0/1 targets: blue and red, whatever the scale
             cmap, vmin, vmax = ListedColormap(["#2166ac", "#b2182b"]), -0.5, 1.5
     for part, (x, y) in r.points.items():
         c = np.asarray(y, dtype=float).reshape(len(y), -1)[:, 0]
@@ -447,6 +451,7 @@ def _boundary(plt, r: Results) -> bytes:
 
 
 def _classes(plt, r: Results) -> bytes:
+    assert r.confusion is not None
     part, matrix = r.confusion
     k = len(matrix)
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * k + 1.8, 1.0 + 0.6 * k + 0.8))

@@ -274,6 +274,7 @@ def _at_most(limit: int, what: str) -> After:
             )
         return value
 
+    check.maximum = limit  # type: ignore[attr-defined]  # for the JSON Schema
     return After(check)
 
 

@@ -69,7 +69,10 @@ def test_one_bad_spec_among_good_writes_nothing(tmp_path):
     [
         ("name: [", "line 1, column 8: could not parse YAML"),
         ("name: x\nname: y\n", "duplicate key 'name'"),
-        ("!!python/object/apply:os.system ['echo hacked']\n", "tags that construct objects"),
+        (
+            "!!python/object/apply:os.system ['echo hacked']\n",
+            "tags that construct objects",
+        ),
         ("- 1\n- 2\n", "the spec must be a mapping"),
     ],
 )
@@ -123,7 +126,13 @@ def test_compile_is_deterministic_and_independent_of_cwd(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert mlpgen("compile", XOR, "-o", a).returncode == 0
     (tmp_path / "elsewhere").mkdir()
-    r = mlpgen("compile", os.path.relpath(XOR, tmp_path / "elsewhere"), "-o", b, cwd=tmp_path / "elsewhere")
+    r = mlpgen(
+        "compile",
+        os.path.relpath(XOR, tmp_path / "elsewhere"),
+        "-o",
+        b,
+        cwd=tmp_path / "elsewhere",
+    )
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (a / "xor").iterdir())
     assert "numpy_backprop.py" in names
@@ -140,7 +149,11 @@ def test_compile_path_never_imports_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     r = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr
 
@@ -156,6 +169,7 @@ def test_python_dash_m_and_console_script_agree():
         assert r2.stdout == r.stdout
 
 
+@pytest.mark.slow
 def test_crosstest_command_agrees():
     r = mlpgen("crosstest", XOR, "--epochs", "50")
     assert r.returncode == 0, r.stderr
@@ -175,11 +189,14 @@ def test_generated_script_rejects_bad_arguments(compiled):
     assert "argument --epochs: must be a positive integer, got 0" in r.stderr
 
 
+@pytest.mark.slow
 def test_compile_plot_adds_the_figures_and_nothing_else(tmp_path):
     spec = write(
         tmp_path,
         "tiny.yaml",
-        XOR.read_text().replace("name: xor", "name: tiny").replace("epochs: 5000", "epochs: 30"),
+        XOR.read_text()
+        .replace("name: xor", "name: tiny")
+        .replace("epochs: 5000", "epochs: 30"),
     )
     assert mlpgen("compile", spec, "-o", tmp_path / "plain").returncode == 0
     r = mlpgen("compile", spec, "-o", tmp_path / "plotted", "--plot")
@@ -190,10 +207,18 @@ def test_compile_plot_adds_the_figures_and_nothing_else(tmp_path):
         [p.name for p in plain.iterdir()] + figures
     )
     for f in plain.iterdir():
-        if f.name != "README.md":
+        if f.name not in ("README.md", ".mlpgen"):
             assert f.read_bytes() == (plotted / f.name).read_bytes(), f.name
     for name in figures:
         assert (plotted / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    # the marker lists what each compile wrote
+    def listed(folder):
+        lines = (folder / ".mlpgen").read_text().splitlines()
+        return [line for line in lines if not line.startswith("#")]
+
+    assert listed(plotted) == sorted([*listed(plain), *figures])
+    assert "numpy_backprop.py" in listed(plain)
     # the plain page says how to get the figures and embeds none; the plotted one embeds them
     page = (plain / "README.md").read_text()
     assert ".png" not in page and "--plot" in page

@@ -68,6 +68,7 @@ def test_a_run_is_measured_with_a_s_loss(tmp_path):
     assert len(a.losses) == len(b.losses) == 5000
 
 
+@pytest.mark.slow
 def test_compare_explains_the_handrolled_xor(tmp_path):
     figure = tmp_path / "compare.png"
     r = mlpgen("compare", HANDROLLED, XOR, "--plot", figure)
@@ -147,6 +148,7 @@ def test_plot_options_are_checked_before_training(tmp_path):
     assert "must end in .png, .svg or .pdf" in r.stderr
 
 
+@pytest.mark.slow
 def test_crosstest_plots_the_three_curves(tmp_path):
     figure = tmp_path / "parity.png"
     r = mlpgen("crosstest", XOR, "--epochs", "20", "--plot", figure)

@@ -127,7 +127,7 @@ def npz(**arrays):
     "make, data, where, message",
     [
         (None, {"path": "nowhere.csv", "target": 0}, "data.path", "cannot read"),
-        (bad_csv("a,b,c\n1,2,0\n"), {"path": "t.csv", "target": "d"}, "data.target", "no column named 'd' (columns: a, b, c)"),
+        (bad_csv("a,b,c\n1,2,0\n"), {"path": "t.csv", "target": "d"}, "data.target", "no column named 'd' (columns: 'a', 'b', 'c')"),
         (bad_csv("a,b,lab\n1,2,0\n"), {"path": "t.csv", "target": "lbl"}, "data.target", "(did you mean 'lab'?)"),
         (bad_csv("a,b,c\n1,2,0\n"), {"path": "t.csv", "target": 3}, "data.target", "column index 3 is out of range: the file has 3 columns (0 to 2)"),
         (bad_csv("a,b,c\n1,2,0\n1,2\n"), {"path": "t.csv", "target": 2}, "data.path", "line 3 of 't.csv' has 2 values, the header has 3 columns"),
@@ -138,7 +138,7 @@ def npz(**arrays):
         (bad_csv("a\n1\n"), {"path": "t.csv", "target": 0}, "data.path", "it needs the target and at least one feature"),
         (bad_csv("a,b,c\n1,2,0.5\n"), {"path": "t.csv", "target": "c"}, "data.target", "cross_entropy needs class indices (integers >= 0) in column 'c', got 0.5"),
         (bad_csv("a,a,c\n1,2,0\n"), {"path": "t.csv", "target": "a"}, "data.target", "'a' names 2 columns: use its index"),
-        (npz(x=np.zeros((3, 2))), {"path": "t.npz"}, "data.path", "'t.npz' has no array y (it has: x)"),
+        (npz(x=np.zeros((3, 2))), {"path": "t.npz"}, "data.path", "'t.npz' has no array y (it has: 'x')"),
         (npz(x=np.zeros((3, 2)), y=np.zeros(4)), {"path": "t.npz"}, "data.path", "must have one row per sample of x (3), got (4,)"),
         (npz(x=np.zeros(3), y=np.zeros(3)), {"path": "t.npz"}, "data.path", "array x of 't.npz' must be (samples, features), got (3,)"),
         (npz(x=np.zeros((3, 2)), y=np.array([0, 1, -1])), {"path": "t.npz"}, "data.path", "needs class indices (integers >= 0) in array y, got -1"),
@@ -165,6 +165,7 @@ def test_bad_files_are_spec_errors(tmp_path, make, data, where, message):
 # ------------------------------------------------------------ the generated scripts
 
 
+@pytest.mark.slow
 def test_scripts_read_their_own_copy_from_any_working_directory(tmp_path):
     shutil.copy(FLOWERS, tmp_path / "flowers.csv")
     prog = build(write_spec(tmp_path, {"path": "flowers.csv", "target": "species"}))

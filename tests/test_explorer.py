@@ -29,10 +29,14 @@ try:
 except ImportError:
     HAVE_SELENIUM = False
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER and HAVE_SELENIUM),
-    reason="needs Chromium, chromedriver and selenium (bash scripts/setup.sh installs them)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER and HAVE_SELENIUM),
+        reason="needs Chromium, chromedriver and selenium (bash scripts/setup.sh installs them)",
+    ),
+    pytest.mark.dot,  # the graphs to click are dot's SVGs
+    pytest.mark.slow,  # a browser starts
+]
 
 # as root on a machine without a network: no sandbox, nothing in the background
 FLAGS = (

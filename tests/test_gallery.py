@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from mlpgen.compiler import MARKER, marker_text
 from mlpgen.crosstest import IMPLEMENTATIONS, compare
 
 from .conftest import ROOT, SPECS, load_module, training_forward
@@ -28,6 +29,7 @@ def dumps_of(folder, tmp_path):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_three_implementations_agree(spec, compiled, tmp_path):
     from mlpgen.spec import load_spec
@@ -101,6 +103,30 @@ def _without_svg(html: str) -> str:
     return re.sub(r"<svg .*?</svg>", "<svg/>", html, flags=re.DOTALL)
 
 
+@pytest.mark.dot
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_generated_gallery_code_is_fresh(spec, compiled):
+    """The quick part of the check below: every file a plain compile writes but
+    the learning page (which --plot fills with results) is the same."""
+    fresh = compiled(spec)
+    checked_in = ROOT / "generated" / fresh.name
+    names = [
+        p.name
+        for p in fresh.iterdir()
+        if p.name not in (MARKER, "README.md", "__pycache__") and p.suffix != ".svg"
+    ]
+    stale = []
+    for name in names:
+        old, new = (checked_in / name).read_bytes(), (fresh / name).read_bytes()
+        if name == "index.html":
+            old, new = (_without_svg(t.decode()).encode() for t in (old, new))
+        if old != new:
+            stale.append(name)
+    assert not stale, f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"
+
+
+@pytest.mark.dot
+@pytest.mark.slow  # trains each network, as compile --plot does
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_generated_gallery_is_fresh(spec):
     """generated/NAME/ holds exactly what `mlpgen compile --plot` writes today
@@ -112,7 +138,9 @@ def test_generated_gallery_is_fresh(spec):
     fresh = render(prog, plot=True, draw=False)
     checked_in = ROOT / "generated" / prog.net.spec.name
     assert checked_in.is_dir(), f"generated/{checked_in.name} is missing: run mlpgen compile {spec}"
-    on_disk = sorted(p.name for p in checked_in.iterdir() if p.name != "__pycache__")
+    on_disk = sorted(
+        p.name for p in checked_in.iterdir() if p.name not in ("__pycache__", MARKER)
+    )
     figures = [n for n in on_disk if n.endswith(".png")]
     assert sorted(fresh) == [n for n in on_disk if n not in figures]
     stale = []
@@ -126,6 +154,9 @@ def test_generated_gallery_is_fresh(spec):
         if old != new:
             stale.append(name)
     assert not stale, f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"
+    # the marker lists the same files, the figures included
+    listed = (checked_in / MARKER).read_text(encoding="utf-8")
+    assert listed == marker_text(on_disk), "stale marker"
     # the learning page shows the figures that `compile --plot` draws, and only those
     page = fresh["README.md"]
     assert sorted(figures) == sorted(set(re.findall(r"\(([a-z_]+\.png)\)", page)))

@@ -56,10 +56,6 @@ CASES = {
         [LINEAR3], {"type": "nll"}, None, {},
         "model.layers[0] (linear1)", "nll expects log-probabilities",
     ),
-    "bce without sigmoid": (
-        [LINEAR1], {"type": "bce"}, None, {},
-        "model.layers[0] (linear1)", "bce expects probabilities",
-    ),
     "class weights with mean": (
         [LINEAR3], {"type": "cross_entropy", "weight": [1, 2, 3]}, None, {},
         "loss.weight", "divides by Σ w[y_i]",
@@ -79,6 +75,62 @@ CASES = {
     "float32": (
         [LINEAR1], {"type": "mse"}, None, {"dtype": "float32"},
         "dtype", "about 1e-4",
+    ),
+    "adam with eps 0": (
+        [LINEAR1], {"type": "mse"}, {"type": "adam", "lr": 0.01, "eps": 0}, {},
+        "train.optimizer.eps", "0/0 is NaN",
+    ),
+    "adamw with eps 0": (
+        [LINEAR1], {"type": "mse"}, {"type": "adamw", "lr": 0.01, "eps": 0}, {},
+        "train.optimizer.eps", "eps 0 with adamw",
+    ),
+    "rmsprop with eps 0": (
+        [LINEAR1], {"type": "mse"}, {"type": "rmsprop", "lr": 0.01, "eps": 0}, {},
+        "train.optimizer.eps", "eps 0 with rmsprop",
+    ),
+    "sgd momentum 1": (
+        [LINEAR1], {"type": "mse"}, {"type": "sgd", "lr": 0.1, "momentum": 1}, {},
+        "train.optimizer.momentum", "momentum 1 >= 1: the momentum buffer never forgets",
+    ),
+    "rmsprop momentum above 1": (
+        [LINEAR1], {"type": "mse"}, {"type": "rmsprop", "lr": 0.01, "momentum": 1.5}, {},
+        "train.optimizer.momentum", "grow without bound",
+    ),
+    "rmsprop alpha 1": (
+        [LINEAR1], {"type": "mse"}, {"type": "rmsprop", "lr": 0.01, "alpha": 1}, {},
+        "train.optimizer.alpha", "every step is lr·g/eps",
+    ),
+    "dampening above 1": (
+        [LINEAR1], {"type": "mse"}, {"type": "sgd", "lr": 0.1, "momentum": 0.9, "dampening": 1.5}, {},
+        "train.optimizer.dampening", "moves against the gradient",
+    ),
+    "negative dampening": (
+        [LINEAR1], {"type": "mse"}, {"type": "sgd", "lr": 0.1, "momentum": 0.9, "dampening": -0.5}, {},
+        "train.optimizer.dampening", "each gradient is amplified",
+    ),
+    "dropout as the output": (
+        [LINEAR1, {"type": "dropout"}], {"type": "mse"}, None, {},
+        "model.layers[1]", "dropout right before the loss (dropout1 is the model output)",
+    ),
+    "dropout before the output activation": (
+        [LINEAR1, {"type": "dropout"}, {"type": "sigmoid"}], {"type": "bce"}, None, {},
+        "model.layers[1]", "(dropout1 feeds only sigmoid1)",
+    ),
+    "log of a linear output": (
+        [LINEAR3, {"type": "activation", "expr": "log(x)"}, LINEAR1], {"type": "mse"}, None, {},
+        "model.layers[1].expr", "'log(x)' is undefined for x <= 0 (log of a number <= 0), and its input (linear1)",
+    ),
+    "x**x": (
+        [LINEAR3, {"type": "activation", "expr": "x**x"}, LINEAR1], {"type": "mse"}, None, {},
+        "model.layers[1].expr", "undefined for x <= 0 (a power with a variable exponent",
+    ),
+    "1/x after relu": (
+        [LINEAR3, {"type": "relu"}, {"type": "activation", "expr": "1/x"}, LINEAR1], {"type": "mse"}, None, {},
+        "model.layers[2].expr", "undefined for x = 0 (division by zero), and its input (relu1)",
+    ),
+    "sqrt": (
+        [LINEAR3, {"type": "activation", "expr": "sqrt(x)"}, LINEAR1], {"type": "mse"}, None, {},
+        "model.layers[1].expr", "for x <= 0 (sqrt of a negative number",
     ),
 }  # fmt: skip
 
@@ -115,6 +167,48 @@ def test_the_fixed_specs_do_not_warn(tmp_path):
             {"type": "sgd", "lr": 0.1, "momentum": 0.9, "dampening": 0.5},
         ),
         ([LINEAR3], {"type": "mse", "reduction": "sum"}, None),
+        ([LINEAR1], {"type": "mse"}, {"type": "adam", "lr": 0.01, "eps": 1e-8}),
+        ([LINEAR1], {"type": "mse"}, {"type": "sgd", "lr": 0.1, "momentum": 0.99}),
+        ([LINEAR1], {"type": "mse"}, {"type": "rmsprop", "lr": 0.01, "alpha": 0.9}),
+        (
+            [LINEAR3, {"type": "dropout"}, LINEAR1],  # a classifier head
+            {"type": "mse"},
+            None,
+        ),
+        (
+            [
+                LINEAR3,
+                {"type": "sigmoid"},
+                {"type": "activation", "expr": "log(x)"},
+                LINEAR1,
+            ],
+            {"type": "mse"},
+            None,
+        ),
+        (
+            [
+                LINEAR3,
+                {"type": "relu"},
+                {"type": "activation", "expr": "x**1.5"},
+                LINEAR1,
+            ],
+            {"type": "mse"},
+            None,
+        ),
+        (
+            [
+                LINEAR3,
+                {"type": "activation", "expr": "x * tanh(log(1 + exp(x)))"},
+                LINEAR1,
+            ],
+            {"type": "mse"},
+            None,
+        ),
+        (
+            [LINEAR3, {"type": "activation", "expr": "1 / (1 + x**2)"}, LINEAR1],
+            {"type": "mse"},
+            None,
+        ),
     ]
     for i, (layers, loss, optimizer) in enumerate(fixed):
         folder = tmp_path / str(i)
@@ -122,6 +216,58 @@ def test_the_fixed_specs_do_not_warn(tmp_path):
         assert (
             lint.warnings(build(write_spec(folder, layers, loss, optimizer))) == []
         ), loss
+
+
+def test_cross_entropy_on_a_single_class_warns(tmp_path):
+    """Only reachable with data of one class (random data has at least 2)."""
+    spec = {
+        "name": "one_class",
+        "data": {"kind": "inline", "x": [[0, 1], [1, 0]], "y": [0, 0]},
+        "model": {"layers": [LINEAR1]},
+        "loss": {"type": "cross_entropy"},
+        "train": {"optimizer": {"type": "sgd", "lr": 0.1}, "epochs": 1},
+    }
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(spec))
+    [(where, message)] = lint.warnings(build(path))
+    assert where == "model.layers[0]"
+    assert "cross_entropy on one output column" in message
+
+
+def test_a_data_file_outside_the_spec_folder_warns(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,0.5\n3,4,1.5\n")
+    inside, outside = tmp_path / "in", tmp_path / "in" / "deeper"
+    outside.mkdir(parents=True)
+    (inside / "t.csv").write_text("a,b,y\n1,2,0.5\n3,4,1.5\n")
+    for folder, path, warned in [
+        (inside, "t.csv", False),
+        (outside, "../t.csv", True),
+        (inside, str(tmp_path / "t.csv"), True),
+    ]:
+        spec = {
+            "name": "file_data",
+            "data": {"kind": "file", "path": path, "target": "y"},
+            "model": {"layers": [LINEAR1]},
+            "loss": {"type": "mse"},
+            "train": {"optimizer": {"type": "sgd", "lr": 0.1}, "epochs": 1},
+        }
+        (folder / "s.json").write_text(json.dumps(spec))
+        found = lint.warnings(build(folder / "s.json"))
+        assert [p for p, _ in found] == (["data.path"] if warned else []), path
+        if warned:
+            assert "is outside the spec's folder" in found[0][1]
+
+
+def test_compile_prints_the_warnings_on_stderr_and_exits_0(tmp_path):
+    spec = write_spec(
+        tmp_path, [LINEAR1], {"type": "mse"}, {"type": "adam", "lr": 0.1, "eps": 0}
+    )
+    r = mlpgen("compile", spec, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"warning: {spec}: train.optimizer.eps: " + lint.warnings(build(spec))[0][1]
+    ]
+    assert r.stdout.splitlines() == [f"wrote {tmp_path / 'out' / 'lint_case'}/"]
 
 
 def test_nesterov_with_dampening_is_already_a_spec_error(tmp_path):

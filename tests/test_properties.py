@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -291,6 +292,7 @@ def diverged(losses: np.ndarray) -> bool:
     return not np.isfinite(losses).all() or np.abs(losses).max() > 1e100
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(specs())
 def test_random_networks_agree_and_match_finite_differences(spec):

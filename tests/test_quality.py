@@ -126,10 +126,13 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def previous(tmp_path):
-    """An output root holding xor's files from an earlier compile (with a stray file)."""
+    """An output root holding xor's files from an earlier compile, one of them
+    (loss.png, listed in the folder's marker) no longer written today."""
     root = tmp_path / "out"
     folder = compile_spec(XOR, root)
-    (folder / "notes.txt").write_text("the previous output")
+    (folder / "loss.png").write_text("the previous output")
+    marker = folder / compiler.MARKER
+    marker.write_text(compiler.marker_text([*_snapshot(folder), "loss.png"]))
     return root, folder, _snapshot(folder)
 
 
@@ -196,22 +199,34 @@ def test_a_new_compile_replaces_the_folder_as_a_whole(previous):
     root, folder, before = previous
     compile_spec(XOR, root)
     after = _snapshot(folder)
-    assert "notes.txt" not in after
-    assert after == {k: v for k, v in before.items() if k != "notes.txt"}
+    assert "loss.png" not in after
+    changed = {compiler.MARKER, "loss.png"}
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in before.items() if k not in changed
+    }
     assert sorted(p.name for p in root.iterdir()) == ["xor"]
 
 
-def test_a_symlinked_output_folder_is_replaced_not_followed(tmp_path):
+def test_a_file_mlpgen_did_not_write_stops_the_compile(previous):
+    root, folder, _ = previous
+    (folder / "notes.txt").write_text("the user's own")
+    before = _snapshot(folder)
+    with pytest.raises(compiler.NotOurs, match=r"holds files that mlpgen did not write \('notes.txt'\)"):
+        compile_spec(XOR, root)
+    assert _snapshot(folder) == before
+
+
+def test_a_symlinked_output_folder_is_neither_replaced_nor_followed(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("not ours")
     root = tmp_path / "out"
     root.mkdir()
     (root / "xor").symlink_to(elsewhere)
-    folder = compile_spec(XOR, root)
-    assert not folder.is_symlink() and (folder / "numpy_backprop.py").is_file()
+    with pytest.raises(compiler.NotOurs, match="is a symbolic link"):
+        compile_spec(XOR, root)
+    assert (root / "xor").is_symlink()
     assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
-    assert sorted(p.name for p in root.iterdir()) == ["xor"]
 
 
 def test_the_output_folder_follows_the_umask(tmp_path):

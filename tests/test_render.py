@@ -15,7 +15,7 @@ import pytest
 
 from mlpgen import cli, render
 from mlpgen.autodiff import loss_ctx, value
-from mlpgen.compiler import build, compile_spec
+from mlpgen.compiler import MARKER, build, compile_spec, marker_text
 from mlpgen.expr import Const, Sym, math_text, numpy_code
 from mlpgen.ops import LOSSES
 
@@ -133,6 +133,7 @@ def check_svgs(prog, folder):
                 assert (name, line.target.code) in edges, (name, line.target.code)
 
 
+@pytest.mark.dot
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_gallery_svgs_name_layers_parameters_and_gradients(spec, compiled):
     check_svgs(build(spec), compiled(spec))
@@ -150,6 +151,7 @@ def test_math_text_reads_like_the_textbook():
     assert numpy_code(x * 0.5) == "x * 0.5"
 
 
+@pytest.mark.dot
 def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
     folder = compile_spec(fanout_spec, tmp_path / "out")
     prog = build(fanout_spec)
@@ -172,6 +174,7 @@ def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
     assert "(N, 4) → cols 0:4" in forward and "(N, 2) → cols 4:6" in forward
 
 
+@pytest.mark.dot
 def test_escaping_helpers_make_valid_svg(tmp_path):
     """Ids with quotes and DOT keywords, labels with markup and backslashes,
     through the graphviz package and the real dot."""
@@ -235,13 +238,15 @@ def test_compile_without_dot_writes_dot_files_and_one_note(no_dot, capsys, tmp_p
 
 
 def test_render_without_dot_removes_stale_svgs(no_dot, capsys, tmp_path):
-    (tmp_path / "forward.svg").write_text("<svg>stale</svg>")
+    (tmp_path / "forward.svg").write_text("<svg>stale</svg>")  # an earlier render's
+    (tmp_path / MARKER).write_text(marker_text(["forward.svg"]))
     (tmp_path / "keep.txt").write_text("mine")
     assert (
         cli.main(["render", str(ROOT / "specs" / "xor.yaml"), "-o", str(tmp_path)]) == 0
     )
     assert capsys.readouterr().err.splitlines() == [render.MISSING_DOT]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        MARKER,
         "backward.dot",
         "forward.dot",
         "keep.txt",
@@ -264,12 +269,14 @@ def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
     assert line.startswith("note: Graphviz 'dot' failed on forward.dot (dot: out of ink)")
 
 
+@pytest.mark.dot
 def test_render_command_writes_four_files_and_keeps_the_rest(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     spec = ROOT / "specs" / "xor.yaml"
     assert cli.main(["render", str(spec), "-o", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
+        MARKER,
         "backward.dot",
         "backward.svg",
         "forward.dot",
@@ -322,6 +329,7 @@ def node_x(path, node_id: str) -> float:
     raise KeyError(node_id)
 
 
+@pytest.mark.dot
 @pytest.mark.parametrize("spec", [*SPECS, CHAIN12], ids=[*IDS, "chain12"])
 def test_diagrams_fit_a_readme_column(spec, compiled):
     """At most 1100 pt wide, drawn at scale 1: in a 900 px column every text
@@ -334,6 +342,7 @@ def test_diagrams_fit_a_readme_column(spec, compiled):
         assert smallest * 900 / width >= 9, (name, width, smallest)
 
 
+@pytest.mark.dot
 @pytest.mark.parametrize("spec", [*SPECS, CHAIN12], ids=[*IDS, "chain12"])
 def test_every_diagram_shows_the_first_step_and_a_legend(spec, compiled):
     prog = build(spec)
@@ -352,6 +361,7 @@ def test_every_diagram_shows_the_first_step_and_a_legend(spec, compiled):
     assert "‖∂L/∂W‖ at the first step" in backward
 
 
+@pytest.mark.dot
 def test_branches_keep_the_spec_order(compiled):
     two = compiled(ROOT / "specs" / "two_branch.yaml")
     assert node_x(two / "forward.svg", "left_fc") < node_x(two / "forward.svg", "right_fc")
@@ -361,6 +371,7 @@ def test_branches_keep_the_spec_order(compiled):
     assert xs == sorted(xs)
 
 
+@pytest.mark.dot
 def test_a_deep_chain_is_a_column_with_its_repeats_framed(compiled):
     folder = compiled(CHAIN12)
     texts = svg_texts(folder / "forward.svg")

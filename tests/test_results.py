@@ -12,6 +12,8 @@ from mlpgen.compiler import build, render
 
 from .conftest import ROOT, load_module
 
+pytestmark = pytest.mark.slow  # each trains a network (a few seconds)
+
 
 def trained(name: str):
     prog = build(ROOT / "specs" / f"{name}.yaml")
