@@ -62,9 +62,7 @@ def render(
     ctx = context(prog)
     data_file = prog.net.data.file
     texts = {name: env.get_template(name + ".j2").render(ctx) for name in CODE}
-    step = try_first_step(texts["numpy_backprop.py"], data_file)
-    # dot draws the SVGs in the background while ruff formats
-    drawing = Drawing(prog, step)
+    drawing = None
     try:
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
             for name in CODE:
@@ -72,13 +70,21 @@ def render(
             # no cache, run inside the scratch folder: nothing lands in the
             # user's current directory (which may not even be writable)
             ruff = [ruff_bin(), "format", "--isolated", "--no-cache", "--quiet"]
-            subprocess.run([*ruff, "--line-length", "88", "."], check=True, cwd=tmp)
+            # ruff formats while the first step runs here, and dot draws while
+            # ruff finishes: the three overlap
+            fmt = subprocess.Popen([*ruff, "--line-length", "88", "."], cwd=tmp)
+            try:
+                step = try_first_step(texts["numpy_backprop.py"], data_file)
+                drawing = Drawing(prog, step)
+            finally:
+                if fmt.wait():
+                    raise subprocess.CalledProcessError(fmt.returncode, fmt.args)
             for name in CODE:
                 formatted = Path(tmp, name).read_text(encoding="utf-8")
                 ast.parse(formatted, filename=name)
                 texts[name] = formatted
     finally:
-        diagrams = drawing.files()  # waits for dot
+        diagrams = drawing.files() if drawing is not None else {}  # waits for dot
     files: dict[str, str | bytes] = {**texts, **diagrams}
     if data_file is not None:
         files[data_file.name] = data_file.content
