@@ -88,6 +88,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         render,
         write_output,
     )
+    from .crosstest import ScriptFailed
+    from .results import TrainingFailed
     from .teach import NotebookFailed, Teaching, check
 
     teaching = Teaching(args.exercise, args.ladder, args.notebook)
@@ -118,24 +120,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for prog, folder in zip(progs, folders):
         source = prog.net.spec.source
         try:
-            files = render(prog, teaching)
+            files = render(prog, plot=args.plot, teaching=teaching)
+        except (ScriptFailed, TrainingFailed) as e:  # --plot: a training run failed
+            print(f"error: {shown(source)}: {e}", file=sys.stderr)
+            code = status.FAILED
+            continue
+        except NotebookFailed as e:  # --notebook: a cell failed in a fresh kernel
+            print(f"error: {shown(source)}: {e}", file=sys.stderr)
+            code = status.FAILED
+            continue
         except OSError as e:
             raise OutputError(
                 source, f"cannot write a scratch file: {e.strerror or e}"
             ) from None
-        except NotebookFailed as e:
-            print(f"error: {shown(source)}: {e}", file=sys.stderr)
-            code = status.FAILED
-            continue
-        if args.plot:
-            from .crosstest import ScriptFailed, loss_figure
-
-            try:
-                files["loss.png"] = loss_figure(prog, files)
-            except ScriptFailed as e:
-                print(f"error: {shown(source)}: {e}", file=sys.stderr)
-                code = status.FAILED
-                continue
         write_output(files, folder, source)
         print(f"wrote {shown(folder)}/")
     return code
@@ -162,6 +159,7 @@ def _diagram_names() -> set[str]:
 def cmd_render(args: argparse.Namespace) -> int:
     from .compiler import MARKER, build, check_root, marker_files, marker_text
     from .render import write_diagrams
+    from .values import step_of
 
     progs: list = []
     code = _specs_or_exit([args.spec], lambda p: progs.append(build(p)))
@@ -184,7 +182,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 "remove it or choose another -o",
             )
     try:
-        written = write_diagrams(prog, folder)
+        written = write_diagrams(prog, folder, step_of(prog))
         fd, tmp = tempfile.mkstemp(prefix=f"{MARKER}.", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(marker_text(listed | set(written)))
@@ -318,8 +316,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--plot",
         action="store_true",
-        help="also run the three implementations and draw their loss curves into "
-        "NAME/loss.png for the learning page (needs mlpgen[torch] and mlpgen[plot])",
+        help="also train the network and draw, for the learning page, its curves per "
+        "epoch, what it learned (decision boundary, confusion matrix) and the three "
+        "implementations' loss curves (needs mlpgen[torch] and mlpgen[plot])",
     )
     c.add_argument(
         "--exercise",

@@ -22,6 +22,7 @@ FILES = (
     "test_crosscheck.py",
     "README.md",
 )
+CODE = FILES[:-1]  # rendered first; README.md last, with the numbers and results
 
 
 def build(path) -> autodiff.Program:
@@ -40,48 +41,83 @@ def ruff_bin() -> str:
 
 
 def render(
-    prog: autodiff.Program, teaching: Teaching | None = None
+    prog: autodiff.Program,
+    plot: bool = False,
+    draw: bool = True,
+    teaching: Teaching | None = None,
 ) -> dict[str, str | bytes]:
     """The generated files' text, formatted with ruff and parsed back as a check,
-    the diagrams (DOT, and SVG when Graphviz is installed), and the bytes of the
-    spec's data file when it has one (the scripts read that copy); with
-    ``teaching``, the teaching files too (``teach.py``). SpecError for what the
-    teaching files cannot take."""
+    the diagrams (DOT, and SVG when Graphviz is installed), the learning page,
+    the explorer (index.html), a copy of the spec, and the bytes of the spec's
+    data file when it has one (the scripts read that copy).
+
+    The first training step of the NumPy implementation, run here, puts its
+    numbers on the diagrams and the page. ``plot``: also train it and draw what
+    it learned (results.py), and run the three implementations for loss.png
+    (crosstest.ScriptFailed or results.TrainingFailed when one fails);
+    ``draw=False`` leaves the pictures out but writes the page as with them.
+    ``teaching``: the teaching files too (``teach.py``); SpecError for what
+    they cannot take.
+    """
     from . import teach
     from .emit import context, environment
-    from .render import Drawing, readme_context
+    from .page import explorer, readme_context, spec_copy
+    from .render import Drawing
+    from .values import try_first_step
 
     teaching = teaching or Teaching()
     teach.check(prog, teaching)
-    # dot draws the SVGs in the background while the templates render and ruff formats
-    drawing = Drawing(prog)
+    env = environment()
+    ctx = context(prog)
+    ctx.update(teach.context(prog, teaching, ctx))
+    code = CODE + teaching.templates()
+    data_file = prog.net.data.file
+    texts = {name: env.get_template(name + ".j2").render(ctx) for name in code}
+    drawing = None
     try:
-        env = environment()
-        ctx = {**context(prog), **readme_context(prog)}
-        ctx.update(teach.context(prog, teaching, ctx))
-        python = [n for n in FILES + teaching.templates() if n.endswith(".py")]
-        texts = {name: env.get_template(name + ".j2").render(ctx) for name in python}
-        files: dict[str, str | bytes] = {}
         with tempfile.TemporaryDirectory(prefix="mlpgen-fmt-") as tmp:
-            for name in python:
+            for name in code:
                 Path(tmp, name).write_text(texts[name], encoding="utf-8")
             # no cache, run inside the scratch folder: nothing lands in the
             # user's current directory (which may not even be writable)
             ruff = [ruff_bin(), "format", "--isolated", "--no-cache", "--quiet"]
-            subprocess.run([*ruff, "--line-length", "88", "."], check=True, cwd=tmp)
-            for name in python:
+            # ruff formats while the first step runs here, and dot draws while
+            # ruff finishes: the three overlap
+            fmt = subprocess.Popen([*ruff, "--line-length", "88", "."], cwd=tmp)
+            try:
+                step = try_first_step(texts["numpy_backprop.py"], data_file)
+                drawing = Drawing(prog, step)
+            finally:
+                if fmt.wait():
+                    raise subprocess.CalledProcessError(fmt.returncode, fmt.args)
+            for name in code:
                 formatted = Path(tmp, name).read_text(encoding="utf-8")
                 ast.parse(formatted, filename=name)
-                files[name] = formatted
-        if teaching.ladder:  # the learning page shows the rungs as formatted
-            ctx["ladder_steps"] = teach.ladder_steps(files)
-        files["README.md"] = env.get_template("README.md.j2").render(ctx)
+                texts[name] = formatted
     finally:
-        diagrams = drawing.files()  # waits for dot, and cleans up after it
-    files.update(diagrams)
-    data_file = prog.net.data.file
+        diagrams = drawing.files() if drawing is not None else {}  # waits for dot
+    files: dict[str, str | bytes] = {**texts, **diagrams}
     if data_file is not None:
         files[data_file.name] = data_file.content
+    results = None
+    if plot:
+        from . import results as res
+
+        results = res.train(prog, texts["numpy_backprop.py"], data_file)
+        if draw:
+            from .crosstest import loss_figure
+
+            files.update(res.figures(results))
+            files["loss.png"] = loss_figure(prog, files)
+    if teaching.ladder:  # the learning page shows the rungs as formatted
+        ctx["ladder_steps"] = teach.ladder_steps(files)
+    files["README.md"] = env.get_template("README.md.j2").render(
+        {**ctx, **readme_context(prog, step, results, files)}
+    )
+    copy = spec_copy(prog)
+    if copy is not None:
+        files[copy[0]] = copy[1]
+    files["index.html"] = explorer(prog, files, step)
     if teaching.notebook:
         from .notebook import notebook
 
@@ -279,5 +315,5 @@ def compile_spec(
     source = prog.net.spec.source
     folder = output_folder(root, prog.net.spec.name)
     check_replaceable(folder, source)
-    write_output(render(prog, teaching), folder, source)
+    write_output(render(prog, teaching=teaching), folder, source)
     return folder

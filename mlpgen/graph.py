@@ -6,14 +6,18 @@ position. Every tensor is ``(N, features)``: the batch axis N is symbolic,
 the feature count is inferred here. Problems are reported as SpecErrors with
 the layer's key path.
 
-The checks and the compiler need only each layer's inputs (the edges into it)
-and its consumers, so they read plain dicts; ``Network.graph``, the networkx
-DAG, is built on first use (importing networkx is a large part of a small
-compile's time).
+The checks of ``build`` need only each layer's inputs (the edges into it), so
+they read plain dicts. The graph questions of the later stages (in which order,
+which tensors need a gradient, where a tensor fans out, which branches are
+dead, which blocks repeat, how wide the drawing gets) are asked of
+``Network.graph``, the networkx DAG, through the functions at the end of this
+module; it is built on first use, so that ``mlpgen check`` and a spec with an
+error never import networkx.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -101,13 +105,21 @@ class Network:
     @cached_property
     def graph(self) -> nx.DiGraph:
         """The network as a networkx DAG: nodes ``x`` and the layers (with their
-        ``features``, and ``layer``), an edge per input carrying its ``position``."""
+        ``features``, ``op``, spec ``index`` (−1 for ``x``) and ``layer``), an edge
+        per input carrying its ``position``. Nodes and edges are added in spec
+        order, so every iteration over the graph is in spec order too."""
         import networkx as nx
 
         g = nx.DiGraph()
-        g.add_node(INPUT, features=self.input_features)
+        g.add_node(INPUT, features=self.input_features, op="input", index=-1)
         for layer in self.layers:
-            g.add_node(layer.name, features=layer.out_features, layer=layer)
+            g.add_node(
+                layer.name,
+                features=layer.out_features,
+                op=layer.op.name,
+                index=layer.index,
+                layer=layer,
+            )
             for j, src in enumerate(layer.inputs):
                 g.add_edge(src, layer.name, position=j)
         assert nx.is_directed_acyclic_graph(g)
@@ -413,3 +425,180 @@ def _size_problems(
             )
         )
     return problems
+
+
+# ------------------------------------------------------------- graph questions
+#
+# Asked of ``Network.graph`` (networkx). Every answer is in spec order, so that
+# the files made from it are the same bytes for the same spec.
+
+
+def topological_order(net: Network) -> list[str]:
+    """``x`` and the layers in an order where every tensor comes after its inputs,
+    ties broken by spec order (which is one such order already)."""
+    import networkx as nx
+
+    g = net.graph
+    return list(
+        nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["index"])
+    )
+
+
+def consumers(net: Network, name: str) -> list[str]:
+    """The layers reading ``name``'s output, in spec order."""
+    return list(net.graph.successors(name))
+
+
+def fan_out(net: Network) -> dict[str, list[str]]:
+    """The tensors read by more than one layer, with their readers: the places
+    where the backward pass adds the gradients of several uses."""
+    g = net.graph
+    return {n: list(g.successors(n)) for n in g if g.out_degree(n) > 1}
+
+
+def needs_grad(net: Network) -> dict[str, bool]:
+    """For ``x`` and every layer: does the backward pass need ∂L/∂(its output)?
+    Yes exactly when a parameter lies upstream (in the layer or an ancestor):
+    without one, no parameter gradient flows through that tensor."""
+    import networkx as nx
+
+    g = net.graph
+    has_params = {layer.name for layer in net.layers if layer.params}
+    return {
+        n: n in has_params or bool(nx.ancestors(g, n) & has_params)
+        for n in topological_order(net)
+    }
+
+
+def dead_branches(net: Network) -> list[str]:
+    """Layers whose output never reaches the model output, in spec order
+    (``build`` refuses a network with one; asked again here of the graph)."""
+    import networkx as nx
+
+    g = net.graph
+    live = nx.ancestors(g, net.output.name) | {net.output.name}
+    return [layer.name for layer in net.layers if layer.name not in live]
+
+
+def spine(net: Network) -> list[str]:
+    """The tensors every path from ``x`` to the output goes through (the trunk of
+    the network, where no branch runs beside it), in spec order."""
+    import networkx as nx
+
+    g = net.graph
+    every = set(g)
+    return [
+        n
+        for n in topological_order(net)
+        if nx.ancestors(g, n) | nx.descendants(g, n) | {n} == every
+    ]
+
+
+def ranks(net: Network) -> list[list[str]]:
+    """The tensors by depth: generation k holds those whose inputs are all in
+    earlier generations (the rows of a top-to-bottom drawing), spec order within."""
+    import networkx as nx
+
+    g = net.graph
+    return [
+        sorted(gen, key=lambda n: g.nodes[n]["index"])
+        for gen in nx.topological_generations(g)
+    ]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A layer with parameters and the parameter-free layers that follow it
+    (``linear`` then its activation, dropout, skip-add…): the unit people name
+    when they describe an MLP."""
+
+    layers: tuple[str, ...]
+    signature: str  # Weisfeiler–Lehman hash: equal for blocks built alike
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A run of consecutive blocks that are built alike (same ops, options and
+    shapes, wired alike), to be drawn as one group."""
+
+    blocks: tuple[Block, ...]
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(n for b in self.blocks for n in b.layers)
+
+
+def blocks(net: Network) -> list[Block]:
+    """The network cut into blocks, in spec order, each with its WL hash.
+
+    A block's hash is computed on its subgraph, each node labelled with its op,
+    options and shapes, and every tensor it reads from outside the block drawn
+    as one plain "input" node: two blocks get the same hash when they compute
+    the same function of their inputs, whatever their names.
+    """
+    import networkx as nx
+
+    g = net.graph
+    groups: list[list[Layer]] = []
+    for layer in net.layers:
+        if layer.params or not groups:
+            groups.append([])
+        groups[-1].append(layer)
+    out = []
+    for group in groups:
+        names = {layer.name for layer in group}
+        h = nx.DiGraph()
+        for layer in group:
+            h.add_node(
+                layer.name,
+                label=f"{layer.op.name}:{layer.keys!r}:{layer.in_features}->{layer.out_features}",
+            )
+            for src in layer.inputs:
+                if src not in names:
+                    h.add_node(f"in:{src}", label="input")
+                    src = f"in:{src}"
+                h.add_edge(
+                    src,
+                    layer.name,
+                    position=str(g.edges[_edge(g, src, layer)]["position"]),
+                )
+        with warnings.catch_warnings():  # "hashes changed in 3.5": only compared here
+            warnings.simplefilter("ignore", UserWarning)
+            signature = nx.weisfeiler_lehman_graph_hash(
+                h, node_attr="label", edge_attr="position"
+            )
+        out.append(Block(tuple(layer.name for layer in group), signature))
+    return out
+
+
+def _edge(g, src: str, layer: Layer) -> tuple[str, str]:
+    """The graph edge behind a block subgraph's edge (``in:NAME`` is NAME)."""
+    return (src.removeprefix("in:"), layer.name)
+
+
+def repeated_blocks(net: Network, at_least: int = 3) -> list[Repeat]:
+    """Runs of at least ``at_least`` consecutive blocks with the same hash."""
+    found: list[Repeat] = []
+    run: list[Block] = []
+    for block in [*blocks(net), None]:
+        if block is not None and run and block.signature == run[0].signature:
+            run.append(block)
+            continue
+        if len(run) >= at_least:
+            found.append(Repeat(tuple(run)))
+        run = [block] if block is not None else []
+    return found
+
+
+def node_link(net: Network) -> dict:
+    """The graph as node-link data (networkx's JSON form) for the explorer: each
+    node with its op and features, each edge with its input position."""
+    import networkx as nx
+
+    g = net.graph
+    plain = nx.DiGraph()
+    for n, attrs in g.nodes(data=True):
+        plain.add_node(n, op=attrs["op"], features=attrs["features"])
+    for a, b, attrs in g.edges(data=True):
+        plain.add_edge(a, b, position=attrs["position"])
+    return nx.node_link_data(plain, edges="edges")

@@ -42,6 +42,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 ROOT = Path(__file__).resolve().parent.parent
+# a 12-layer sigmoid chain, 16 -> 11x32 -> 4, ten blocks alike: the diagrams at scale
+CHAIN12 = ROOT / "tests" / "specs" / "chain12.yaml"
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml"))
 
 

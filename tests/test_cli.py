@@ -190,7 +190,7 @@ def test_generated_script_rejects_bad_arguments(compiled):
 
 
 @pytest.mark.slow
-def test_compile_plot_adds_the_loss_figure_and_nothing_else(tmp_path):
+def test_compile_plot_adds_the_figures_and_nothing_else(tmp_path):
     spec = write(
         tmp_path,
         "tiny.yaml",
@@ -202,19 +202,26 @@ def test_compile_plot_adds_the_loss_figure_and_nothing_else(tmp_path):
     r = mlpgen("compile", spec, "-o", tmp_path / "plotted", "--plot")
     assert r.returncode == 0, r.stderr
     plain, plotted = tmp_path / "plain" / "tiny", tmp_path / "plotted" / "tiny"
+    figures = ["boundary.png", "curves.png", "loss.png"]  # 2-D input, no classes
     assert sorted(p.name for p in plotted.iterdir()) == sorted(
-        [p.name for p in plain.iterdir()] + ["loss.png"]
+        [p.name for p in plain.iterdir()] + figures
     )
     for f in plain.iterdir():
-        if f.name != ".mlpgen":
+        if f.name not in ("README.md", ".mlpgen"):
             assert f.read_bytes() == (plotted / f.name).read_bytes(), f.name
+    for name in figures:
+        assert (plotted / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
     # the marker lists what each compile wrote
     def listed(folder):
         lines = (folder / ".mlpgen").read_text().splitlines()
         return [line for line in lines if not line.startswith("#")]
 
-    assert listed(plotted) == sorted([*listed(plain), "loss.png"])
+    assert listed(plotted) == sorted([*listed(plain), *figures])
     assert "numpy_backprop.py" in listed(plain)
-    assert (plotted / "loss.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    assert "![loss of each implementation per step" in (plain / "README.md").read_text()
+    # the plain page says how to get the figures and embeds none; the plotted one embeds them
+    page = (plain / "README.md").read_text()
+    assert ".png" not in page and "--plot" in page
+    page = (plotted / "README.md").read_text()
+    for name in figures:
+        assert f"]({name})" in page, name

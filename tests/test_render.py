@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import graphviz
 import pytest
 
 from mlpgen import cli, render
@@ -17,7 +19,7 @@ from mlpgen.compiler import MARKER, build, compile_spec, marker_text
 from mlpgen.expr import Const, Sym, math_text, numpy_code
 from mlpgen.ops import LOSSES
 
-from .conftest import ROOT, SPECS
+from .conftest import CHAIN12, ROOT, SPECS
 
 SVG = "{http://www.w3.org/2000/svg}"
 IDS = [p.stem for p in SPECS]
@@ -65,12 +67,16 @@ def svg_texts(path) -> list[str]:
 
 
 def svg_edges(path) -> set[tuple[str, str]]:
-    """(tail id, head id) of every edge drawn in an SVG."""
+    """(tail id, head id) of every edge drawn in an SVG. A parameter beside the
+    trunk on the layer's right is drawn from the layer pointing back at it
+    (``dir=back``): it counts as the parameter's edge into the layer."""
     root = ET.parse(path).getroot()
     edges = set()
     for g in root.iter(f"{SVG}g"):
         if g.get("class") == "edge":
             tail, head = g.find(f"{SVG}title").text.split("->")
+            if head.startswith("params[") and not tail.startswith("params["):
+                tail, head = head, tail
             edges.add((tail, head))
     return edges
 
@@ -170,17 +176,20 @@ def test_fanout_and_hostile_description_render(fanout_spec, tmp_path):
 
 @pytest.mark.dot
 def test_escaping_helpers_make_valid_svg(tmp_path):
-    """Ids with quotes and backslashes, labels with markup, through the real dot."""
-    g = render.Digraph('t"x', render.label(render.escape('a\\b "q" <i> {|}')))
-    g.node('we"ird\\id', render.label(render.bold('<&>"\\'), render.small("x\ny")))
-    g.edge('we"ird\\id', "other")
-    path = tmp_path / "h.dot"
-    path.write_text(g.text())
-    subprocess.run(
-        ["dot", "-Tsvg", str(path), "-o", str(tmp_path / "h.svg")], check=True
-    )
-    texts = svg_texts(tmp_path / "h.svg")
-    assert texts == ['a\\b "q" <i> {|}', '<&>"\\', "x y", "other"]
+    """Ids with quotes and DOT keywords, labels with markup and backslashes,
+    through the graphviz package and the real dot."""
+    g = graphviz.Digraph(render.node_id('t"x'))
+    g.attr(label=render.label(render.escape('a\\b "q" <i> {|}')))
+    g.node(render.node_id('params["we.ird"]'), render.label(render.bold('<&>"\\'), render.small("x\ny")))
+    g.edge(render.node_id('params["we.ird"]'), render.node_id("node"))
+    path = tmp_path / "h.svg"
+    path.write_text(g.pipe(format="svg", encoding="utf-8"))
+    texts = svg_texts(path)
+    assert texts == ['a\\b "q" <i> {|}', '<&>"\\', "x y", "node"]
+    titles = [t.text for t in ET.parse(path).getroot().iter(f"{SVG}title")]
+    assert titles == ['t"x', 'params["we.ird"]', "node", 'params["we.ird"]->node']
+    with pytest.raises(ValueError):
+        render.node_id("a\\b")
 
 
 def test_dot_text_is_deterministic_across_processes(fanout_spec):
@@ -224,7 +233,7 @@ def test_compile_without_dot_writes_dot_files_and_one_note(no_dot, capsys, tmp_p
         assert (
             (tmp_path / name / "forward.dot")
             .read_text()
-            .startswith('digraph "forward" {')
+            .startswith("digraph forward {")
         )
 
 
@@ -245,7 +254,11 @@ def test_render_without_dot_removes_stale_svgs(no_dot, capsys, tmp_path):
 
 
 def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(render, "find_dot", lambda: "false")
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\ncat >/dev/null\necho 'dot: out of ink' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     render.note.cache_clear()
     try:
         files = render.diagram_files(build(ROOT / "specs" / "xor.yaml"))
@@ -253,7 +266,7 @@ def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
         render.note.cache_clear()
     assert sorted(files) == ["backward.dot", "forward.dot"]
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("note: Graphviz 'dot' failed on forward.dot (exit status 1)")
+    assert line.startswith("note: Graphviz 'dot' failed on forward.dot (dot: out of ink)")
 
 
 @pytest.mark.dot
@@ -286,3 +299,92 @@ def test_render_command_bad_spec_exit_2_nothing_written(tmp_path, capsys):
         err.startswith(f"error: {bad}: model.layers[0].out:") and "Traceback" not in err
     )
     assert not out.exists()
+
+
+# ------------------------------------------------------------- at scale, with numbers
+
+
+def svg_box(path) -> tuple[float, float, float]:
+    """(width in points, smallest font size in points, the drawing's scale)."""
+    root = ET.parse(path).getroot()
+    width = float(root.get("width").removesuffix("pt"))
+    sizes = [float(t.get("font-size")) for t in root.iter(f"{SVG}text")]
+    graph = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "graph")
+    scale = float(graph.get("transform").split("scale(")[1].split()[0])
+    return width, min(sizes), scale
+
+
+def node_x(path, node_id: str) -> float:
+    """The x of a node's centre in an SVG, from its outline."""
+    root = ET.parse(path).getroot()
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "node" and g.find(f"{SVG}title").text == node_id:
+            shapes = [*g.iter(f"{SVG}path"), *g.iter(f"{SVG}polygon")]
+            if not shapes:  # an ellipse
+                return float(next(g.iter(f"{SVG}ellipse")).get("cx"))
+            shape = shapes[0]
+            numbers = [float(v) for v in re.findall(r"-?[0-9.]+", shape.get("d") or shape.get("points"))]
+            xs = numbers[0::2]
+            return (min(xs) + max(xs)) / 2
+    raise KeyError(node_id)
+
+
+@pytest.mark.dot
+@pytest.mark.parametrize("spec", [*SPECS, CHAIN12], ids=[*IDS, "chain12"])
+def test_diagrams_fit_a_readme_column(spec, compiled):
+    """At most 1100 pt wide, drawn at scale 1: in a 900 px column every text
+    run, 10 pt and up, shows at 9 px or more."""
+    folder = compiled(spec)
+    for name in ("forward.svg", "backward.svg"):
+        width, smallest, scale = svg_box(folder / name)
+        assert width <= 1100 and scale == 1.0, (name, width, scale)
+        assert smallest >= render.SMALL
+        assert smallest * 900 / width >= 9, (name, width, smallest)
+
+
+@pytest.mark.dot
+@pytest.mark.parametrize("spec", [*SPECS, CHAIN12], ids=[*IDS, "chain12"])
+def test_every_diagram_shows_the_first_step_and_a_legend(spec, compiled):
+    prog = build(spec)
+    folder = compiled(spec)
+    forward = svg_texts(folder / "forward.svg")
+    backward = svg_texts(folder / "backward.svg")
+    for texts in (forward, backward):
+        assert "Legend" in texts
+        assert "numbers: the first training step (first batch, before the update)" in texts
+    values = [t for t in forward if t.startswith("data ") and not t.startswith("data L = ")]
+    assert len(values) == 1 + len(prog.net.layers)  # x and each layer
+    grads = [t for t in backward if t.startswith("grad ")]
+    counted = [line for line in prog.backward if line.kind not in ("fanout_part", "grad_intermediate")]
+    assert len(grads) == len(counted)
+    assert any(t.startswith("data L = ") for t in backward)
+    assert "‖∂L/∂W‖ at the first step" in backward
+
+
+@pytest.mark.dot
+def test_branches_keep_the_spec_order(compiled):
+    two = compiled(ROOT / "specs" / "two_branch.yaml")
+    assert node_x(two / "forward.svg", "left_fc") < node_x(two / "forward.svg", "right_fc")
+    assert node_x(two / "backward.svg", "d_left") < node_x(two / "backward.svg", "d_right")
+    three = compiled(ROOT / "specs" / "three_branch.yaml")
+    xs = [node_x(three / "forward.svg", n) for n in ("smooth", "sharp", "gate")]
+    assert xs == sorted(xs)
+
+
+@pytest.mark.dot
+def test_a_deep_chain_is_a_column_with_its_repeats_framed(compiled):
+    folder = compiled(CHAIN12)
+    texts = svg_texts(folder / "forward.svg")
+    assert (
+        "10 blocks built alike (fc2 … act11): linear (N, 32) → sigmoid (N, 32)" in texts
+    )
+    # the trunk is one straight column: every layer at the same x
+    xs = {round(node_x(folder / "forward.svg", f"act{i}")) for i in range(1, 12)}
+    assert len(xs) == 1
+    # the strip shows the vanishing gradient: fc1's weight gradient far below fc12's
+    backward = svg_texts(folder / "backward.svg")
+    strip = backward[backward.index("‖∂L/∂W‖ at the first step") :]
+    norm = {strip[i]: float(strip[i + 2].replace("−", "-")) for i in range(len(strip) - 2) if strip[i].endswith(".weight")}
+    assert norm["fc1.weight"] < 1e-6 * norm["fc12.weight"]
+    page = (folder / "README.md").read_text()
+    assert "vanishing gradients" in page and "fc1.weight" in page
