@@ -79,7 +79,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.plot:
         _require("compile --plot", "torch", "matplotlib")
     if args.notebook:  # the notebook runs in a kernel of its own, and plots
-        _require("compile --notebook", "nbformat", "nbclient", "ipykernel", "matplotlib")
+        _require(
+            "compile --notebook", "nbformat", "nbclient", "ipykernel", "matplotlib"
+        )
     from .compiler import (
         build,
         check_replaceable,

@@ -419,7 +419,7 @@ def programs(tmp_path_factory):
     out = []
     for path in paths:
         prog = build(path)
-        out.append((prog, render(prog, Teaching(exercise="guided", ladder=True))))
+        out.append((prog, render(prog, teaching=Teaching(exercise="guided", ladder=True))))
     return out
 
 

@@ -575,7 +575,8 @@ def test_the_learning_page_climbs_the_ladder(taught):
         "+        loss.backward()  # ∂L/∂p into p.grad, for every parameter p"
         in autograd
     )
-    assert "| `torch_autograd.py` |" in readme and "| `grade.py` |" in readme
+    assert "| [torch_autograd.py](torch_autograd.py) |" in readme
+    assert "| [grade.py](grade.py) |" in readme
 
 
 def test_nn_container_attributes_are_torchs():
