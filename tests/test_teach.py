@@ -785,8 +785,8 @@ def test_the_notebook_is_the_same_bytes_every_time(notebooks, tmp_path):
     names = sorted(p.name for p in notebooks["xor"].iterdir())
     assert names == sorted(
         [".mlpgen", "README.md", "backward.dot", "backward.svg", "exercise.py", "forward.dot", "forward.svg",
-         "grade.py", "numpy_backprop.ipynb", "numpy_backprop.py", "test_crosscheck.py",
-         "torch_autograd.py", "torch_manual.py", "torch_module.py", "torch_nn.py", "torch_optim.py"]
+         "grade.py", "index.html", "numpy_backprop.ipynb", "numpy_backprop.py", "test_crosscheck.py",
+         "torch_autograd.py", "torch_manual.py", "torch_module.py", "torch_nn.py", "torch_optim.py", "xor.yaml"]
     )  # fmt: skip
     plain = ROOT / "generated" / "xor"
     for name in ("numpy_backprop.py", "torch_manual.py", "torch_module.py"):
