@@ -201,7 +201,9 @@ class Trainer:
         prog = autodiff.derive(graph.build(spec, describe(spec)))
         self.count += 1
         script = self.folder / f"run{self.count}_{spec.name}.py"
-        script.write_text(render(prog)["numpy_backprop.py"], encoding="utf-8")
+        text = render(prog)["numpy_backprop.py"]
+        assert isinstance(text, str)
+        script.write_text(text, encoding="utf-8")
         module = _import(script)
         archive = script.with_suffix(".npz")
         with np.errstate(all="ignore"):  # a diverging run shows as a nan loss
@@ -212,6 +214,7 @@ class Trainer:
 
 def _import(path: Path):
     spec = importlib.util.spec_from_file_location(f"mlpgen_compare_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -238,7 +241,7 @@ def mse_weight(prog) -> float | None:
 
     loss = prog.net.spec.loss
     n, rows = batch_rows(prog.net), train_rows(prog.net)
-    if loss.type != "mse" or n is None or rows % n:
+    if loss.type != "mse" or n is None or rows is None or rows % n:
         return None
     count = n * prog.net.output.out_features if loss.reduction == "mean" else 1
     return loss.scale / count
@@ -413,7 +416,7 @@ def _print_trials(
     best = min(singles + groups, key=miss)
     if miss(best) <= 0.1:
         how = "reverting it" if len(best.diffs) == 1 else "reverting them together"
-        closes = _percent(best.closes(a, b))
+        closes = _percent(best.closes(a, b) or 0.0)
         print(f"explained by {_names(best)}: {how} closes {closes} of the gap")
     else:
         print("no single difference (nor group) explains the gap: they act together")

@@ -27,7 +27,9 @@ _BIN_PREC = {"+": ADD, "-": ADD, "*": MUL, "/": MUL, "@": MUL, "**": POW}
 class Expr:
     """Base class: arithmetic operators build new expressions."""
 
-    is_scalar = False
+    @property
+    def is_scalar(self) -> bool:
+        return False
 
     def __add__(self, other):
         return add(self, lift(other))
@@ -109,7 +111,10 @@ class Const(Expr):
     # how the math printer writes a well-known constant, e.g. "√(2/π)"; code
     # always writes the value
     name: str | None = field(default=None, compare=False)
-    is_scalar = True
+
+    @property
+    def is_scalar(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True, eq=True)
@@ -436,7 +441,7 @@ class Printer:
                 op = {"**": "**"}.get(e.op, e.op)
                 return f"{ls} {op} {rs}", prec
             if e.op == "**" and isinstance(b, Const) and b.value in SUPERSCRIPTS:
-                return f"{ls}{SUPERSCRIPTS[b.value]}", POW
+                return f"{ls}{SUPERSCRIPTS[int(b.value)]}", POW
             if e.op == "*":
                 sym = " · " if (a.is_scalar or b.is_scalar) else " ⊙ "
                 return f"{ls}{sym}{rs}", prec
@@ -632,7 +637,7 @@ HELPER_NEEDS = {"log_softmax": ("logsumexp",)}
 
 def numpy_helpers(fns: set[str]) -> list[str]:
     """The helper definitions a NumPy file needs for these functions, in a fixed order."""
-    names = {FUNCS[f].helper for f in fns if FUNCS[f].helper}
+    names = {h for f in fns if (h := FUNCS[f].helper)}
     for n in list(names):
         names |= set(HELPER_NEEDS.get(n, ()))
     return [NUMPY_HELPERS[n] for n in NUMPY_HELPERS if n in names]

@@ -409,7 +409,7 @@ def _boundary(plt, r: Results) -> bytes:
             xs, ys, values, levels=np.arange(0.5, k - 1), colors="k", linewidths=0.8
         )
         title = "learned class regions"
-        cmap = ListedColormap(colors)
+        cmap: str | ListedColormap = ListedColormap(colors)
         vmin, vmax = -0.5, k - 0.5
     else:
         mesh = ax.contourf(xs, ys, values, levels=20, cmap="RdBu_r", alpha=0.6)
@@ -418,7 +418,8 @@ def _boundary(plt, r: Results) -> bytes:
         if values.min() < middle < values.max():
             ax.contour(xs, ys, values, levels=[middle], colors="k", linewidths=1.2)
         title = f"learned function (the {num(middle)} contour in black)"
-        cmap, vmin, vmax = "RdBu_r", float(values.min()), float(values.max())
+        cmap = "RdBu_r"
+        vmin, vmax = float(values.min()), float(values.max())
         targets = np.concatenate([np.ravel(y) for _, y in r.points.values()])
         if np.isin(
             targets, (0, 1)

@@ -249,7 +249,7 @@ class _Type:
     def _check(self, value: Any, loc: Location, problems: list[Problem]) -> Any:
         raise NotImplementedError
 
-    def check_items(self, items: list, loc: Location, problems: list[Problem]) -> list:
+    def check_items(self, items: list | tuple, loc: Location, problems: list[Problem]) -> list:
         """Each item of a list checked, at its index below ``loc``."""
         return [self.check(item, (*loc, i), problems) for i, item in enumerate(items)]
 
@@ -492,7 +492,7 @@ class _Tagged(_Union):
     """A union of records told apart by the value of one key (see ``Tagged``)."""
 
     def __init__(self, members: list[_RecordType], tag: Tagged):
-        super().__init__(members)
+        super().__init__(list(members))
         self.tag = tag
         self.records = {
             value: member
@@ -503,7 +503,7 @@ class _Tagged(_Union):
     def _check(self, value, loc, problems):
         key = self.tag.key
         where = (*loc, key)
-        if any(isinstance(value, member.cls) for member in self.members):
+        if any(isinstance(value, member.cls) for member in self.records.values()):
             return value
         if self.tag.bare and isinstance(value, str):
             value, where = {key: value}, loc
@@ -538,6 +538,7 @@ def _type(annotation: Any) -> _Type:
         annotation, *marks = typing.get_args(annotation)
     of = {type(mark): mark for mark in marks if not isinstance(mark, After)}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    checker: _Type
     if annotation is bool:
         checker = _Bool()
     elif annotation in (int, float):
@@ -555,7 +556,8 @@ def _type(annotation: Any) -> _Type:
     elif origin in (Union, types.UnionType):
         members = [_type(arg) for arg in args if arg is not type(None)]
         if Tagged in of:
-            checker = _Tagged(members, of.pop(Tagged))
+            records = [m for m in members if isinstance(m, _RecordType)]
+            checker = _Tagged(records, of.pop(Tagged))
         elif Choose in of:
             checker = _Chosen(members, of.pop(Choose).pick)
         else:
