@@ -90,9 +90,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
         render,
         write_output,
     )
-    from .crosstest import ScriptFailed
-    from .results import TrainingFailed
     from .teach import NotebookFailed, Teaching, check
+
+    # a training run of --plot that failed (numpy and matplotlib are imported
+    # only when the compile trains: the plain compile stays quick)
+    failed: tuple[type[Exception], ...] = ()
+    if args.plot:
+        from .crosstest import ScriptFailed
+        from .results import TrainingFailed
+
+        failed = (ScriptFailed, TrainingFailed)
 
     teaching = Teaching(args.exercise, args.ladder, args.notebook)
 
@@ -123,7 +130,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         source = prog.net.spec.source
         try:
             files = render(prog, plot=args.plot, teaching=teaching)
-        except (ScriptFailed, TrainingFailed) as e:  # --plot: a training run failed
+        except failed as e:  # --plot: a training run failed
             print(f"error: {shown(source)}: {e}", file=sys.stderr)
             code = status.FAILED
             continue

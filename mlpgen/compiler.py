@@ -61,9 +61,7 @@ def render(
     """
     from . import teach
     from .emit import context, environment
-    from .page import explorer, readme_context, spec_copy
-    from .render import Drawing
-    from .values import try_first_step
+    from .values import start_first_step
 
     teaching = teaching or Teaching()
     teach.check(prog, teaching)
@@ -81,11 +79,18 @@ def render(
             # no cache, run inside the scratch folder: nothing lands in the
             # user's current directory (which may not even be writable)
             ruff = [ruff_bin(), "format", "--isolated", "--no-cache", "--quiet"]
-            # ruff formats while the first step runs here, and dot draws while
-            # ruff finishes: the three overlap
+            # ruff formats, the first step runs in a process of its own, and
+            # dot draws while ruff finishes: they overlap
             fmt = subprocess.Popen([*ruff, "--line-length", "88", "."], cwd=tmp)
             try:
-                step = try_first_step(texts["numpy_backprop.py"], data_file)
+                # NumPy's import and the first step there, while this process
+                # imports what draws and builds the networkx DAG
+                pending = start_first_step(texts["numpy_backprop.py"], data_file)
+                from .page import explorer, readme_context, spec_copy
+                from .render import Drawing
+
+                _ = prog.net.graph
+                step = pending()
                 drawing = Drawing(prog, step)
             finally:
                 if fmt.wait():

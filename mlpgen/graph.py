@@ -483,15 +483,23 @@ def dead_branches(net: Network) -> list[str]:
 def spine(net: Network) -> list[str]:
     """The tensors every path from ``x`` to the output goes through (the trunk of
     the network, where no branch runs beside it), in spec order."""
-    import networkx as nx
-
     g = net.graph
-    every = set(g)
-    return [
-        n
-        for n in topological_order(net)
-        if nx.ancestors(g, n) | nx.descendants(g, n) | {n} == every
-    ]
+    order = topological_order(net)
+    bit = {n: 1 << i for i, n in enumerate(order)}
+    # ancestors and descendants of every tensor at once, as bit sets over the
+    # topological order (networkx's ancestors() per tensor would be quadratic)
+    below: dict[str, int] = {}
+    for n in order:
+        below[n] = 0
+        for p in g.predecessors(n):
+            below[n] |= below[p] | bit[p]
+    above: dict[str, int] = {}
+    for n in reversed(order):
+        above[n] = 0
+        for s in g.successors(n):
+            above[n] |= above[s] | bit[s]
+    every = (1 << len(order)) - 1
+    return [n for n in order if below[n] | above[n] | bit[n] == every]
 
 
 def ranks(net: Network) -> list[list[str]]:

@@ -18,6 +18,8 @@ Program printed above it, and ``ast`` gives each statement's extent.
 from __future__ import annotations
 
 import ast
+import bisect
+import functools
 import json
 import re
 from pathlib import Path
@@ -236,6 +238,14 @@ def _end(node: ast.stmt) -> int:
     return node.end_lineno or node.lineno
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> tuple[ast.Module, dict[int, int]]:
+    """A generated file's syntax tree and its statements' spans, once per text
+    (the page and the explorer ask the same file several times)."""
+    tree = ast.parse(text)
+    return tree, _statements(tree)
+
+
 def _statements(tree: ast.AST) -> dict[int, int]:
     """First line -> last line of every statement (1-based), at any depth."""
     spans: dict[int, int] = {}
@@ -256,27 +266,36 @@ def _function(
     return None
 
 
-def _find_comment(lines: list[str], comment: str, start: int, stop: int) -> int | None:
-    """The index of the line ``# comment`` in lines[start:stop], or None."""
-    want = "# " + one_line(comment)
-    for i in range(start, stop):
-        if lines[i].strip() == want:
-            return i
-    return None
+class _Comments:
+    """Where each comment line of a text is: one pass over the text, then each
+    question a lookup (a page for a network of a thousand layers asks thousands)."""
+
+    def __init__(self, lines: list[str]):
+        self.at: dict[str, list[int]] = {}
+        for i, line in enumerate(lines):
+            text = line.strip()
+            if text.startswith("#"):
+                self.at.setdefault(text, []).append(i)
+
+    def find(self, comment: str, start: int, stop: int) -> int | None:
+        """The index of the line ``# comment`` in lines[start:stop], or None."""
+        found = self.at.get("# " + one_line(comment), [])
+        i = bisect.bisect_left(found, start)
+        return found[i] if i < len(found) and found[i] < stop else None
 
 
 def _manual_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
     """numpy_backprop.py or torch_manual.py: node id -> line ranges (1-based,
     inclusive), found under the comments the Program printed."""
-    tree = ast.parse(text)
-    spans = _statements(tree)
+    tree, spans = _parsed(text)
     lines = text.splitlines()
+    comments = _Comments(lines)
     out: dict[str, list[tuple[int, int]]] = {}
 
     def block(line: Line, fn: ast.FunctionDef | None) -> tuple[int, int] | None:
         if fn is None:
             return None
-        last = _find_comment(lines, line.comments[-1], fn.lineno, _end(fn))
+        last = comments.find(line.comments[-1], fn.lineno, _end(fn))
         if last is None or last + 2 not in spans:
             return None
         first = last
@@ -301,23 +320,23 @@ def _manual_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
         out.setdefault("loss", []).append((loss_fn.lineno, _end(loss_fn)))
     init = _function(tree, "init_params")
     if init is not None:
+        # the line index of each '"name": …' entry of init_params' dict
+        entries: dict[str, list[int]] = {}
+        for i in range(init.lineno - 1, _end(init)):
+            head, colon, _ = lines[i].strip().partition(":")
+            if colon and head.startswith('"'):
+                entries.setdefault(head, []).append(i)
         for pi in prog.params:
-            key = f'"{pi.state_name}":'
-            for i in range(init.lineno - 1, _end(init)):
-                if lines[i].strip().startswith(key):
-                    end = i + 1
-                    while end < _end(init) and not lines[end - 1].rstrip().endswith(
-                        ","
-                    ):
-                        end += 1
-                    start = i
-                    if start > 0 and lines[start - 1].strip().startswith(
-                        "# " + pi.state_name + " "
-                    ):
-                        start -= 1
-                    out.setdefault(param(pi.state_name).code, []).append(
-                        (start + 1, end)
-                    )
+            for i in entries.get(f'"{pi.state_name}"', []):
+                end = i + 1
+                while end < _end(init) and not lines[end - 1].rstrip().endswith(","):
+                    end += 1
+                start = i
+                if start > 0 and lines[start - 1].strip().startswith(
+                    "# " + pi.state_name + " "
+                ):
+                    start -= 1
+                out.setdefault(param(pi.state_name).code, []).append((start + 1, end))
     load = _function(tree, "load_data")
     if load is not None:
         out.setdefault(INPUT, []).append((load.lineno, _end(load)))
@@ -329,13 +348,16 @@ def _module_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
     """torch_module.py: each layer's ``self.<name> = …`` in ``__init__`` and
     the line of ``forward`` that computes it; the loss's criterion and
     loss_fn; the ``loss.backward()`` that autograd runs for every gradient."""
-    tree = ast.parse(text)
+    tree, _ = _parsed(text)
     out: dict[str, list[tuple[int, int]]] = {}
     code_name = getattr(prog, "code_name", lambda name: name)
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     # the model: the class named after the spec (others are helper modules)
     cls = next((c for c in classes if c.name == class_name(prog.net.spec.name)), None)
     names = {layer.name for layer in prog.net.layers}
+    by_variable: dict[str, list[str]] = {}  # forward's variable -> its layers
+    for layer in prog.net.layers:
+        by_variable.setdefault(code_name(layer.name), []).append(layer.name)
     if cls is not None:
         for fn in cls.body:
             if not isinstance(fn, ast.FunctionDef):
@@ -354,11 +376,8 @@ def _module_lines(prog: Program, text: str) -> dict[str, list[tuple[int, int]]]:
                     ):
                         out.setdefault(t.attr, []).append((stmt.lineno, _end(stmt)))
                     if fn.name == "forward" and isinstance(t, ast.Name):
-                        for layer in prog.net.layers:
-                            if t.id == code_name(layer.name):
-                                out.setdefault(layer.name, []).append(
-                                    (stmt.lineno, _end(stmt))
-                                )
+                        for owner in by_variable.get(t.id, []):
+                            out.setdefault(owner, []).append((stmt.lineno, _end(stmt)))
     backward_call = None
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(

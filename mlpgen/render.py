@@ -311,12 +311,13 @@ class Layout:
             else:
                 self.group[name] = f"branch_{name}"
         self.repeats = G.repeated_blocks(net)
+        self._repeat: dict[str, int] = {}  # layer -> the first repeat holding it
+        for i, r in enumerate(self.repeats):
+            for n in r.layers:
+                self._repeat.setdefault(n, i)
 
     def repeat_of(self, layer: str) -> int | None:
-        for i, r in enumerate(self.repeats):
-            if layer in r.layers:
-                return i
-        return None
+        return self._repeat.get(layer)
 
 
 def _repeat_label(prog: Program, layout: Layout, i: int) -> str:
@@ -558,7 +559,13 @@ def line_tensor(prog: Program, line: Line) -> str | None:
         return line.target.math[len("∂L/∂") :].rsplit(" via ", 1)[0]
     if line.kind == "grad_intermediate":
         return None
-    return {var: name for name, var in prog.names.grads.items()}.get(code)
+    return _grad_owners(prog.names).get(code)
+
+
+@functools.lru_cache(maxsize=8)
+def _grad_owners(names) -> dict[str, str]:
+    """Variable of ∂L/∂tensor -> the tensor's spec name (asked once per line)."""
+    return {var: name for name, var in names.grads.items()}
 
 
 def line_stat(prog: Program, line: Line, step: Step | None) -> Stat | None:

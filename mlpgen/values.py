@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import pickle
 import sys
 import tempfile
+import threading
 import types
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,21 +208,72 @@ def first_step(numpy_text: str, data_file=None) -> Step:
     )
 
 
-def try_first_step(numpy_text: str, data_file=None) -> Step | None:
-    """``first_step``, or None with a one-line note when the generated code
-    cannot run it: the diagrams and the page then go without numbers."""
+def _attempt(numpy_text: str, data_file=None) -> tuple[Step | None, str | None]:
+    """``first_step``, or None and the note that says why there are no numbers."""
     try:
-        return first_step(numpy_text, data_file)
+        return first_step(numpy_text, data_file), None
     except NoFirstStep:
-        return None
+        return None, None
     except Exception as e:  # noqa: BLE001 (the generated code's own error, whatever it is)
-        from .render import note
-
-        note(
+        return None, (
             "note: the first training step failed "
             f"({type(e).__name__}: {one_line(str(e))[:200]}): no numbers on the diagrams"
         )
-        return None
+
+
+def _noted(result: tuple[Step | None, str | None]) -> Step | None:
+    step, message = result
+    if message is not None:
+        from .render import note
+
+        note(message)
+    return step
+
+
+def try_first_step(numpy_text: str, data_file=None) -> Step | None:
+    """``first_step``, or None with a one-line note when the generated code
+    cannot run it: the diagrams and the page then go without numbers."""
+    return _noted(_attempt(numpy_text, data_file))
+
+
+CHILD_FAILED = "note: the first training step failed: no numbers on the diagrams"
+
+
+def start_first_step(numpy_text: str, data_file=None) -> Callable[[], Step | None]:
+    """``try_first_step`` in a forked process, so that NumPy's import and the
+    step run on another core while this process imports and draws (the compile's
+    wall time); returns the function that waits for its Step.
+
+    Where there is no ``fork`` (Windows), or other threads run (a fork copies
+    only the calling thread), the step runs here, at once. The Step is plain
+    Python (floats and tuples), pickled back through a pipe; the child prints
+    nothing: its note comes back with the result and is printed here.
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        result = _attempt(numpy_text, data_file)
+        return lambda: _noted(result)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run the step, send it, leave without cleanup
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as pipe:
+                pickle.dump(_attempt(numpy_text, data_file), pipe)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+
+    def wait() -> Step | None:
+        with os.fdopen(read, "rb") as pipe:
+            payload = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if status or not payload:  # the child died before it could answer
+            return _noted((None, CHILD_FAILED))
+        return _noted(pickle.loads(payload))  # our own child's bytes
+
+    return wait
 
 
 def step_of(prog) -> Step | None:

@@ -358,10 +358,32 @@ def test_explorer_data_is_inline_json_that_cannot_close_its_script(compiled):
 
 
 def test_page_without_first_step_has_no_numbers(monkeypatch, tmp_path):
-    monkeypatch.setattr(values, "try_first_step", lambda *a: None)
+    monkeypatch.setattr(values, "start_first_step", lambda *a: lambda: None)
     files = render(build(ROOT / "specs" / "xor.yaml"))
     assert (
         "data " not in files["forward.dot"]
         and "at the first step" not in files["README.md"]
     )
     assert Path(tmp_path).exists()
+
+
+def test_the_first_step_in_a_child_process_is_the_step_run_here():
+    """The compile runs the first step in a forked process (NumPy's import on
+    another core): the Step that comes back through the pipe is the one the
+    step gives in this process, number for number."""
+    from mlpgen.emit import context, environment
+
+    prog = build(ROOT / "specs" / "two_branch.yaml")
+    text = environment().get_template("numpy_backprop.py.j2").render(context(prog))
+    here = values.try_first_step(text)
+    there = values.start_first_step(text)()
+    assert here is not None and here == there
+    assert here.loss > 0 and here.grads
+
+
+def test_a_failing_first_step_in_the_child_is_noted_here(capsys):
+    """The child prints nothing; its note comes back and is printed by the compile."""
+    step = values.start_first_step("raise ValueError('broken on purpose')\n")()
+    assert step is None
+    err = capsys.readouterr().err
+    assert "the first training step failed (ValueError: broken on purpose)" in err
