@@ -117,6 +117,24 @@ def describe(spec: Spec) -> DataInfo:
                 )
             )
         info = DataInfo(2, None, d.classes, False, d.n_per_class * d.classes)
+    elif d.kind == "blobs":
+        if not classification:
+            problems.append(
+                (
+                    "data.kind",
+                    f"blobs data has class labels, which {spec.loss.type} cannot use",
+                )
+            )
+        info = DataInfo(d.features, None, d.classes, False, d.n)
+    elif d.kind == "teacher":
+        if classification:
+            problems.append(
+                (
+                    "data.kind",
+                    f"teacher data has float targets, which {spec.loss.type} cannot use",
+                )
+            )
+        info = DataInfo(d.features, d.outputs, None, True, d.n)
     elif d.kind == "file":
         info = _describe_file(spec, classification)
     else:

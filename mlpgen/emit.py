@@ -315,6 +315,12 @@ def context(prog: Program) -> dict:
         data.update(n=d.n, classes=d.classes, outputs=d.outputs)
     elif d.kind == "spiral":
         data.update(n_per_class=d.n_per_class, classes=d.classes, noise=_num(d.noise))
+    elif d.kind == "blobs":
+        data.update(n=d.n, classes=d.classes, features=d.features)
+        data.update(spread=_num(d.spread), box=_num(d.box))
+    elif d.kind == "teacher":
+        data.update(n=d.n, features=d.features, outputs=d.outputs, hidden=d.hidden)
+        data.update(noise=_num(d.noise))
     elif d.kind == "file":
         data["file"] = net.data.file  # a copy next to the scripts: compiler.render
     split = None

@@ -417,6 +417,28 @@ class SpiralData(_DataBase):
     noise: NonNegative = 0.2
 
 
+class BlobsData(_DataBase):
+    """Gaussian blobs: ``classes`` clusters around centres drawn in a box."""
+
+    kind: Literal["blobs"]
+    n: Samples
+    classes: Classes
+    features: Features = 2
+    spread: Annotated[float, Range(gt=0)] = 1.0
+    box: Annotated[float, Range(gt=0)] = 10.0
+
+
+class TeacherData(_DataBase):
+    """Float targets made by a fixed random network (the teacher) from normal x."""
+
+    kind: Literal["teacher"]
+    n: Samples
+    features: Features
+    outputs: Features = 1
+    hidden: Features = 16
+    noise: NonNegative = 0.1
+
+
 class FileData(_DataBase):
     """A ``.csv`` with a header row (``target`` names the column) or a ``.npz``."""
 
@@ -442,10 +464,13 @@ DATA_KINDS = {
     "inline": InlineData,
     "random": RandomData,
     "spiral": SpiralData,
+    "blobs": BlobsData,
+    "teacher": TeacherData,
     "file": FileData,
 }
 Data = Annotated[
-    InlineData | RandomData | SpiralData | FileData, Tagged("kind", "data kind")
+    InlineData | RandomData | SpiralData | BlobsData | TeacherData | FileData,
+    Tagged("kind", "data kind"),
 ]
 
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from mlpgen.compiler import build, render, write_atomically
 from mlpgen.crosstest import IMPLEMENTATIONS, compare
 from mlpgen.ops import LAYERS, LOSSES
-from mlpgen.spec import OPTIMIZERS, SpecError, _read_yaml
+from mlpgen.spec import DATA_KINDS, OPTIMIZERS, SpecError, _read_yaml
 
 from .conftest import ROOT, SPECS, hypothesis_profile, load_module
 
@@ -58,9 +58,10 @@ KEYS = sorted(
         "pos_weight", "l2", "coef", "params", "optimizer", "lr", "momentum",
         "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad",
         "centered", "epochs", "batch_size", "shuffle", "metrics", "log_every",
+        "features", "hidden", "spread", "box",
     }
 )  # fmt: skip
-TYPES = sorted({*LAYERS, *LOSSES, *OPTIMIZERS, "inline", "random", "spiral", "file"})
+TYPES = sorted({*LAYERS, *LOSSES, *OPTIMIZERS, *DATA_KINDS})
 SPECIAL = [0, -1, 1, 2, 3, 0.5, 1.0, -0.5, 1e-12, 1e300, 10**13, 2**63, "", "full",
            "x", "none", "tanh", "mean", "sum", "float32", "accuracy", True, False,
            None, [], {}, [1], [[0, 1]], math.inf, math.nan]  # fmt: skip

@@ -73,7 +73,7 @@ def test_every_quantity_is_dumped(dumps):
     expected |= {f"{prefix}/{s}" for prefix in ("init", "final") for s in state}
     expected |= {f"step0/{t}" for t in tensors} | {f"step0/d_{t}" for t in tensor_grads}
     assert keys == expected
-    assert len(dumps["numpy_backprop"]["losses"]) == 600
+    assert len(dumps["numpy_backprop"]["losses"]) == 2400
 
 
 def test_gradients_match_finite_differences():

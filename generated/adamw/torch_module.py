@@ -36,8 +36,12 @@ WEIGHT_DECAY = 0.05
 def load_data(seed=SEED):
     """The data, split into train / val / test: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
-    x = rng.standard_normal((128, 10))
-    y = rng.standard_normal((128, 3))
+    # A teacher network makes the targets: y = tanh(x @ W1) @ W2 + 0.3·N(0, 1),
+    # with W1 ~ N(0, 1/10) and W2 ~ N(0, 1/16) fixed by the data stream.
+    x = rng.standard_normal((512, 10))
+    w1 = rng.standard_normal((10, 16)) / np.sqrt(10)
+    w2 = rng.standard_normal((16, 3)) / np.sqrt(16)
+    y = np.tanh(x @ w1) @ w2 + 0.3 * rng.standard_normal((512, 3))
     # One permutation of the data stream, then train / test in that order.
     order = rng.permutation(len(x))
     n_train = int(0.75 * len(x))

@@ -28,8 +28,12 @@ LR = 0.1
 def load_data(seed=SEED):
     """The data, split into train / val / test: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
-    x = rng.standard_normal((512, 20))
-    y = rng.integers(0, 10, 512)
+    # 10 Gaussian blobs (scikit-learn's make_blobs, on NumPy's generator):
+    # centres uniform in [−10.0, 10.0]^20, class j the centre j plus
+    # 7.0·N(0, 1) noise, the classes as even as 512 samples allow.
+    centres = rng.uniform(-10.0, 10.0, (10, 20))
+    y = np.arange(512) % 10
+    x = centres[y] + 7.0 * rng.standard_normal((512, 20))
     # One permutation of the data stream, then train / val in that order.
     order = rng.permutation(len(x))
     n_train, n_val = int(0.75 * len(x)), int(0.25 * len(x))

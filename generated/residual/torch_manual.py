@@ -31,8 +31,12 @@ EPS = 1e-08
 def load_data(seed=SEED):
     """The data: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
+    # A teacher network makes the targets: y = tanh(x @ W1) @ W2 + 0.05·N(0, 1),
+    # with W1 ~ N(0, 1/8) and W2 ~ N(0, 1/16) fixed by the data stream.
     x = rng.standard_normal((128, 8))
-    y = rng.standard_normal((128, 2))
+    w1 = rng.standard_normal((8, 16)) / np.sqrt(8)
+    w2 = rng.standard_normal((16, 2)) / np.sqrt(16)
+    y = np.tanh(x @ w1) @ w2 + 0.05 * rng.standard_normal((128, 2))
     parts = {"train": slice(None)}
     return {
         part: (

@@ -31,8 +31,12 @@ MOMENTUM = 0.5
 def load_data(seed=SEED):
     """The data: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
+    # A teacher network makes the targets: y = tanh(x @ W1) @ W2 + 0.05·N(0, 1),
+    # with W1 ~ N(0, 1/5) and W2 ~ N(0, 1/16) fixed by the data stream.
     x = rng.standard_normal((100, 5))
-    y = rng.standard_normal((100, 1))
+    w1 = rng.standard_normal((5, 16)) / np.sqrt(5)
+    w2 = rng.standard_normal((16, 1)) / np.sqrt(16)
+    y = np.tanh(x @ w1) @ w2 + 0.05 * rng.standard_normal((100, 1))
     parts = {"train": slice(None)}
     return {
         part: (x[idx].astype(DTYPE), y[idx].astype(DTYPE))

@@ -26,11 +26,21 @@ MOMENTUM = 0.9
 
 
 def load_data(seed=SEED):
-    """The data: a dict of (x, y) pairs."""
+    """The data, split into train / val / test: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
-    x = rng.standard_normal((200, 6))
-    y = rng.integers(0, 4, 200)
-    parts = {"train": slice(None)}
+    # 4 Gaussian blobs (scikit-learn's make_blobs, on NumPy's generator):
+    # centres uniform in [−10.0, 10.0]^6, class j the centre j plus
+    # 3.0·N(0, 1) noise, the classes as even as 200 samples allow.
+    centres = rng.uniform(-10.0, 10.0, (4, 6))
+    y = np.arange(200) % 4
+    x = centres[y] + 3.0 * rng.standard_normal((200, 6))
+    # One permutation of the data stream, then train / val in that order.
+    order = rng.permutation(len(x))
+    n_train, n_val = int(0.8 * len(x)), int(0.2 * len(x))
+    parts = {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+    }
     return {
         part: (x[idx].astype(DTYPE), y[idx].astype(np.int64))
         for part, idx in parts.items()
