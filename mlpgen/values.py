@@ -31,6 +31,7 @@ from .text import one_line
 FULL = 64  # a tensor of at most this many numbers is shown whole (the explorer)
 HEAT_ROWS, HEAT_COLS = 8, 32  # the corner of a larger tensor drawn as a heat map
 DIGITS = 3  # significant digits of every number shown
+NOISE = 1e-13  # relative to an array's largest magnitude: rounding noise, shown as 0
 
 
 def num(v: float) -> str:
@@ -114,20 +115,29 @@ def stat(a) -> Stat:
     with np.errstate(all="ignore"):
         norm = float(np.sqrt(np.sum(flat * flat)))
         mean = float(flat.mean())
+        floor = NOISE * float(np.max(np.abs(flat)))
+
+    def clean(v) -> float:
+        """Rounding noise shown as 0: a number this far below the array's largest
+        (the mean of a softmax gradient, zero in exact arithmetic, is ±1e−19 or
+        so) differs between machines in its last bits, and the page must be the
+        same bytes on every machine."""
+        return 0.0 if abs(v) <= floor else float(v)
+
     values = heat = None
     if flat.size <= FULL:
-        values = tuple(float(v) for v in flat)
+        values = tuple(clean(v) for v in flat)
     else:
         corner = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
         heat = tuple(
-            tuple(float(v) for v in row[:HEAT_COLS]) for row in corner[:HEAT_ROWS]
+            tuple(clean(v) for v in row[:HEAT_COLS]) for row in corner[:HEAT_ROWS]
         )
     return Stat(
         tuple(int(s) for s in a.shape),
         norm,
-        float(flat.min()),
-        mean,
-        float(flat.max()),
+        clean(flat.min()),
+        clean(mean),
+        clean(flat.max()),
         values,
         heat,
     )
