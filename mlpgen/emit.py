@@ -304,7 +304,8 @@ def _early_stopping(spec) -> dict | None:
 
 def _loop_constants(spec) -> list[tuple[str, str]]:
     t = spec.train
-    out = list(_schedule(spec)["constants"]) if t.schedule is not None else []
+    schedule = _schedule(spec)
+    out = list(schedule["constants"]) if schedule is not None else []
     if t.clip_grad_norm is not None:
         out.append(("MAX_NORM", _num(t.clip_grad_norm)))
     if t.early_stopping is not None:
