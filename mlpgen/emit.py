@@ -172,6 +172,9 @@ def _optimizer(spec) -> dict:
         "signature": ", ".join(args),
         "buffers": buffers,
         "has_state": has_state,
+        # SGD's momentum buffers are made at their first step: init_optimizer()
+        # reads no parameter then
+        "init_args": "" if t == "sgd" else "params",
         "momentum": getattr(o, "momentum", 0),
         "dampening": getattr(o, "dampening", 0),
         "nesterov": getattr(o, "nesterov", False),
