@@ -17,7 +17,7 @@ import jinja2
 
 from .autodiff import Program, param
 from .data import label_targets
-from .expr import FUNCS, Sym, math_text, numpy_code, numpy_helpers, torch_code
+from .expr import FUNCS, Const, Sym, math_text, numpy_code, numpy_helpers, torch_code
 from .ops import LOSSES, accuracy_rule
 from .spec import class_name
 from .text import comment, docstring, markdown, shell_word, table_cell
@@ -83,13 +83,16 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
-def _bound(v: float) -> str:
-    """An end of a grid: ``np.pi`` where the spec wrote π to the last digit."""
+def _bound(v: float, math_text: bool = False) -> str:
+    """An end of a grid as code (``np.pi`` where the spec wrote π to the last
+    digit) or, with ``math_text``, as a comment writes it (−π)."""
     import math
 
     if abs(v) in (math.pi, 2 * math.pi):
-        return ("-" if v < 0 else "") + ("2 * np.pi" if abs(v) > 4 else "np.pi")
-    return _num(v)
+        code = "2 * np.pi" if abs(v) > 4 else "np.pi"
+        pi = ("2π" if abs(v) > 4 else "π") if math_text else code
+        return ("−" if math_text else "-") * (v < 0) + pi
+    return _num(v).replace("-", "−") if math_text else _num(v)
 
 
 def _init_note(pi) -> str:
@@ -427,7 +430,8 @@ def _layer_table(net) -> list[dict]:
 
 
 def _signatures(prog: Program) -> dict[str, str]:
-    """forward()'s argument list, and what a training step passes after x."""
+    """forward()'s argument list, what a training step passes after x, and
+    backward()'s arguments (params only when a gradient line reads one)."""
     b = "buffers, " if prog.buffers else ""
     sig, tail = f"params, {b}x", ""
     if prog.modal:
@@ -436,7 +440,14 @@ def _signatures(prog: Program) -> dict[str, str]:
     if prog.dropout:
         sig += ", dropout_rng=None"
         tail += ", dropout_rng=dropout_rng"
-    return {"forward": sig, "head": f"params, {b}", "train_tail": tail}
+    reads = any("params[" in numpy_code(line.expr) for line in prog.backward)
+    backward = "params, cache" if reads else "cache"
+    return {
+        "forward": sig,
+        "head": f"params, {b}",
+        "train_tail": tail,
+        "backward": backward,  # backward()'s arguments before y
+    }
 
 
 def context(prog: Program) -> dict:
@@ -518,7 +529,19 @@ def context(prog: Program) -> dict:
     elif d.kind == "function":
         f = function_ir(d.expr)
         data.update(n=d.n, low=_bound(d.low), high=_bound(d.high), noise=_num(d.noise))
-        data.update(code=numpy_code(f), math=math_text(f))
+        data.update(span=f"{_bound(d.low, True)} to {_bound(d.high, True)}")
+        # y = f(x) + noise·ε: the comment and the line printed from one expression
+        eps = Sym(f"rng.standard_normal(({d.n}, 1))", "ε")
+        nil = "" if d.noise else " (drawn with noise 0 too: the streams never shift)"
+        y = f + Const(float(d.noise)) * eps
+        data["y_line"] = {
+            "comments": [
+                f"y = {math_text(y)}",
+                "ε ~ N(0, 1), one draw per row from the data stream" + nil,
+            ],
+            "target": "y",
+            "code": numpy_code(y),
+        }
         data_helpers = numpy_helpers(f.calls())
     elif d.kind == "file":
         data["file"] = net.data.file  # a copy next to the scripts: compiler.render

@@ -89,7 +89,7 @@ def test_gradients_match_finite_differences():
     def loss(params):
         return float(nb.loss_fn(run(params)[0], y))
 
-    grads, _ = nb.backward(params, run(params)[1], y)
+    grads, _ = nb.backward(run(params)[1], y)
     rng = np.random.default_rng(0)
     for name, p in params.items():
         flat = p.reshape(-1)

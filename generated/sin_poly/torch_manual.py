@@ -28,8 +28,10 @@ LR = 1e-06
 def load_data(seed=SEED):
     """The data: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
-    # y = sin(x) on 2000 evenly spaced x from -np.pi to np.pi, plus 0.0·N(0, 1) noise
+    # 2000 evenly spaced points from −π to π, one column
     x = np.linspace(-np.pi, np.pi, 2000).reshape(-1, 1)
+    # y = sin(x) + 0 · ε
+    # ε ~ N(0, 1), one draw per row from the data stream (drawn with noise 0 too: the streams never shift)
     y = np.sin(x) + 0.0 * rng.standard_normal((2000, 1))
     parts = {"train": slice(None)}
     return {
@@ -73,7 +75,7 @@ def loss_fn(out, y):
     return ((out - y) ** 2).sum()
 
 
-def backward(params, cache, y):
+def backward(cache, y):
     """∂L/∂(every parameter and every tensor), from the loss back to the input,
     one layer at a time: the parameters' gradients, and the tensors'."""
     # the values the forward pass saved for this backward pass
@@ -109,7 +111,7 @@ def train(params, data, epochs=EPOCHS, quiet=False):
         losses.append(loss)
         if not math.isfinite(loss):
             return losses  # training diverged; main() says so
-        grads, _ = backward(params, cache, y)
+        grads, _ = backward(cache, y)
         optimizer_step(params, grads)
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
@@ -139,7 +141,7 @@ def first_step(params, data):
     xb, yb = x, y
     out, cache = forward(params, xb)
     loss = float(loss_fn(out, yb))
-    grads, tensor_grads = backward(params, cache, yb)
+    grads, tensor_grads = backward(cache, yb)
     # x and the layers' outputs (not their intermediates such as a dropout mask)
     tensors = {name: value for name, value in cache.items() if "." not in name}
     return tensors, tensor_grads, grads, loss

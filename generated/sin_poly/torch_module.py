@@ -30,8 +30,10 @@ LR = 1e-06
 def load_data(seed=SEED):
     """The data: a dict of (x, y) pairs."""
     rng = np.random.default_rng([seed, 0])  # the data stream
-    # y = sin(x) on 2000 evenly spaced x from -np.pi to np.pi, plus 0.0·N(0, 1) noise
+    # 2000 evenly spaced points from −π to π, one column
     x = np.linspace(-np.pi, np.pi, 2000).reshape(-1, 1)
+    # y = sin(x) + 0 · ε
+    # ε ~ N(0, 1), one draw per row from the data stream (drawn with noise 0 too: the streams never shift)
     y = np.sin(x) + 0.0 * rng.standard_normal((2000, 1))
     parts = {"train": slice(None)}
     return {
