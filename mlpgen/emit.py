@@ -21,7 +21,12 @@ from .spec import class_name
 from .text import comment, docstring, markdown, shell_word, table_cell
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PY_FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py")
+PY_FILES = (
+    "numpy_backprop.py",
+    "torch_manual.py",
+    "torch_module.py",
+    "test_crosscheck.py",
+)
 
 
 class _TemplateCache(jinja2.FileSystemBytecodeCache):
@@ -75,7 +80,9 @@ def _init_note(pi) -> str:
     init = keys.init if p.name == "weight" else keys.bias_init
     fan_in, fan_out = layer.in_features[0], layer.out_features
     s = init.scheme
-    shape = "(" + ", ".join(map(str, p.shape)) + ("," if len(p.shape) == 1 else "") + ")"
+    shape = (
+        "(" + ", ".join(map(str, p.shape)) + ("," if len(p.shape) == 1 else "") + ")"
+    )
     if s == "torch_default":
         how = f"U(−1/√fan_in, +1/√fan_in) with fan_in = {fan_in}"
     elif s == "uniform":
@@ -85,7 +92,11 @@ def _init_note(pi) -> str:
     elif s in ("zeros", "constant"):
         how = f"all {p.draw.a}"
     elif s.startswith("xavier"):
-        form = "U(±gain·√(6/(fan_in + fan_out)))" if s.endswith("uniform") else "N(0, gain·√(2/(fan_in + fan_out)))"
+        form = (
+            "U(±gain·√(6/(fan_in + fan_out)))"
+            if s.endswith("uniform")
+            else "N(0, gain·√(2/(fan_in + fan_out)))"
+        )
         how = f"{form}, gain = {init.gain}, fan_in = {fan_in}, fan_out = {fan_out}"
     else:
         form = "U(±gain·√(3/fan))" if s.endswith("uniform") else "N(0, gain/√fan)"
@@ -95,7 +106,9 @@ def _init_note(pi) -> str:
 
 def _draw_code(pi) -> str:
     d, shape = pi.param.draw, pi.param.shape
-    shape_code = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    shape_code = (
+        "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    )
     if d.kind == "uniform" and d.scale is not None:
         return f"rng.uniform(-{d.scale}, {d.scale}, {shape_code})"
     if d.kind == "uniform":
@@ -121,7 +134,11 @@ def _optimizer(spec) -> dict:
         has_state = bool(o.momentum)
         torch_class = "SGD"
     elif t in ("adam", "adamw"):
-        constants += [("BETA1", _num(o.betas[0])), ("BETA2", _num(o.betas[1])), ("EPS", _num(o.eps))]
+        constants += [
+            ("BETA1", _num(o.betas[0])),
+            ("BETA2", _num(o.betas[1])),
+            ("EPS", _num(o.eps)),
+        ]
         args += ["betas=(BETA1, BETA2)", "eps=EPS"]
         if o.weight_decay or t == "adamw":
             constants.append(("WEIGHT_DECAY", _num(o.weight_decay)))
@@ -140,8 +157,10 @@ def _optimizer(spec) -> dict:
                 args.append(f"{key}={key.upper()}")
         if o.centered:
             args.append("centered=True")
-        buffers = ["square_avg"] + (["grad_avg"] if o.centered else []) + (
-            ["momentum_buffer"] if o.momentum else []
+        buffers = (
+            ["square_avg"]
+            + (["grad_avg"] if o.centered else [])
+            + (["momentum_buffer"] if o.momentum else [])
         )
         has_state = True
         torch_class = "RMSprop"
@@ -163,7 +182,11 @@ def _optimizer(spec) -> dict:
 
 def _lines(lines, printer) -> list[dict]:
     return [
-        {"comments": line.comments, "target": printer(line.target), "code": printer(line.expr)}
+        {
+            "comments": line.comments,
+            "target": printer(line.target),
+            "code": printer(line.expr),
+        }
         for line in lines
     ]
 
@@ -179,8 +202,10 @@ def _blocks(lines, printer) -> list[dict]:
                 blocks.append({"mode": "both", "lines": []})
             blocks[-1]["lines"].append(line)
             continue
-        if not blocks or blocks[-1]["mode"] != "if" or (
-            mode == "train" and blocks[-1]["eval"]
+        if (
+            not blocks
+            or blocks[-1]["mode"] != "if"
+            or (mode == "train" and blocks[-1]["eval"])
         ):
             blocks.append({"mode": "if", "train": [], "eval": []})
         blocks[-1][mode].append(line)
@@ -200,7 +225,9 @@ def _buffer_init(bi, xp: str) -> str:
     b = bi.buffer
     if b.dtype == "int64":
         return f"{xp}.tensor(0)" if xp == "torch" else "np.array(0)"
-    shape = "(" + ", ".join(map(str, b.shape)) + ("," if len(b.shape) == 1 else "") + ")"
+    shape = (
+        "(" + ", ".join(map(str, b.shape)) + ("," if len(b.shape) == 1 else "") + ")"
+    )
     fill = {0.0: "zeros", 1.0: "ones"}.get(float(b.value))
     if fill:
         return f"{xp}.{fill}({shape}, dtype=DTYPE)"
@@ -271,7 +298,9 @@ def context(prog: Program) -> dict:
     for xp, printer in (("np", numpy_code), ("torch", torch_code)):
         value = printer(prog.loss_value)
         if l2:
-            terms = " + ".join(f"({printer(param(pi.state_name))} ** 2).sum()" for pi in prog.l2)
+            terms = " + ".join(
+                f"({printer(param(pi.state_name))} ** 2).sum()" for pi in prog.l2
+            )
             value = f"{value} + {_num(l2.coef)} * ({terms})"
         code[xp] = {
             "forward": _blocks(prog.forward, printer),
@@ -310,7 +339,9 @@ def context(prog: Program) -> dict:
     if d.kind == "inline":
         info = net.data
         data["x"] = repr([list(r) for r in info.x])
-        data["y"] = repr(list(info.y) if loss.targets == "class" else [list(r) for r in info.y])
+        data["y"] = repr(
+            list(info.y) if loss.targets == "class" else [list(r) for r in info.y]
+        )
     elif d.kind == "random":
         data.update(n=d.n, classes=d.classes, outputs=d.outputs)
     elif d.kind == "spiral":
@@ -343,11 +374,15 @@ def context(prog: Program) -> dict:
         "dtype": spec.dtype,
         "seed": spec.seed,
         "epochs": epochs,
-        "batch_size": spec.train.batch_size if spec.train.batch_size != "full" else None,
+        "batch_size": spec.train.batch_size
+        if spec.train.batch_size != "full"
+        else None,
         "shuffle": spec.train.shuffle,
         "log_every": log_every,
         "opt": _optimizer(spec),
-        "class_weight": repr([float(w) for w in weight]) if weight is not None else None,
+        "class_weight": repr([float(w) for w in weight])
+        if weight is not None
+        else None,
         "loss_constants": [(sym.code, code, why) for sym, code, why in loss.constants],
         "data": data,
         "split": split,
@@ -355,7 +390,11 @@ def context(prog: Program) -> dict:
         "classification": loss.targets == "class",
         "input_features": net.input_features,
         "params": [
-            {"state_name": pi.state_name, "draw": _draw_code(pi), "note": _init_note(pi)}
+            {
+                "state_name": pi.state_name,
+                "draw": _draw_code(pi),
+                "note": _init_note(pi),
+            }
             for pi in prog.params
         ],
         "code": code,
@@ -403,12 +442,18 @@ def context(prog: Program) -> dict:
                 if ln.mode != "eval" and ln.kind != "buffer_update"
             ],
             "backward": [
-                {"layer": f"`{ln.layer}`" if ln.layer else "loss", "math": f"{math_text(ln.target)} = {math_text(ln.expr)}", "shape": ln.shape}
+                {
+                    "layer": f"`{ln.layer}`" if ln.layer else "loss",
+                    "math": f"{math_text(ln.target)} = {math_text(ln.expr)}",
+                    "shape": ln.shape,
+                }
                 for ln in prog.backward
             ],
         },
         "correct": dict(zip(("np", "torch"), loss.correct or ("", ""))),
-        "pos_weight": repr([float(w) for w in pos_weight]) if pos_weight is not None else None,
+        "pos_weight": repr([float(w) for w in pos_weight])
+        if pos_weight is not None
+        else None,
         "module": {
             "inits": inits,
             "calls": calls,

@@ -284,7 +284,9 @@ FUNCS: dict[str, Func] = {
         postfix=True,
     ),
     "sum": Func("{0}.sum()", "{0}.sum()", "Σ {0}", postfix=True, scalar=True),
-    "mean": Func("mean({0})", "torch.mean({0})", "mean({0})", scalar=True, helper="mean"),
+    "mean": Func(
+        "mean({0})", "torch.mean({0})", "mean({0})", scalar=True, helper="mean"
+    ),
     "gt0": Func("({0} > 0)", "({0} > 0)", "[{0} > 0]", postfix=True),
     "where_gt0": Func(
         "np.where({0} > 0, {1}, {2})",
@@ -319,9 +321,7 @@ FUNCS: dict[str, Func] = {
         "max(log(1 + {0}), −100)",
         helper="clamped_log1p",
     ),
-    "cat": Func(
-        "np.concatenate([{*}], axis=1)", "torch.cat([{*}], dim=1)", "[{*}]"
-    ),
+    "cat": Func("np.concatenate([{*}], axis=1)", "torch.cat([{*}], dim=1)", "[{*}]"),
     "cols": Func("{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", postfix=True),
     # inverted dropout's mask, drawn from the dropout stream: keep where u >= p,
     # scale what is kept by 1/(1 − p); one rng.random(shape) per layer and step
@@ -334,6 +334,9 @@ FUNCS: dict[str, Func] = {
     "maximum": Func("np.maximum({0}, {1})", "torch.maximum({0}, {1})", "max({0}, {1})"),
     "numel": Func("{0}.size", "{0}.numel()", "numel({0})", postfix=True, scalar=True),
     "rows": Func("len({0})", "len({0})", "N", scalar=True),
+    # a 0-d counter as a Python float (a NumPy or torch scalar of float64 would
+    # promote a float32 array it multiplies)
+    "float": Func("float({0})", "float({0})", "{0}", scalar=True),
     "onehot": Func(
         "np.eye({1}, dtype=DTYPE)[{0}]",
         "F.one_hot({0}, {1}).to(DTYPE)",
@@ -423,7 +426,12 @@ class Printer:
         if isinstance(e, Bin):
             prec = _BIN_PREC[e.op]
             a, b = e.a, e.b
-            if math and e.op == "*" and isinstance(b, Const) and not isinstance(a, Const):
+            if (
+                math
+                and e.op == "*"
+                and isinstance(b, Const)
+                and not isinstance(a, Const)
+            ):
                 a, b = b, a  # a constant factor reads first: 0.5 · x, not x · 0.5
             ls, lp = self.p(a)
             rs, rp = self.p(b)
@@ -515,7 +523,7 @@ _LATEX_CHARS = {
     "~": r" \sim ", "ᵀ": r"^\top", "∂": r"\partial ", "√": r"\sqrt", "π": r"\pi ",
     "σ": r"\sigma", "ε": r"\varepsilon", "α": r"\alpha", "β": r"\beta",
     "γ": r"\gamma", "μ": r"\mu", "Φ": r"\Phi", "φ": r"\varphi", "κ": r"\kappa",
-    "λ": r"\lambda", "τ": r"\tau", "ŷ": r"\hat{y}", "x̂": r"\hat{x}", "ₙ": "_n",
+    "λ": r"\lambda", "τ": r"\tau", "ŷ": r"\hat{y}", "x̂": r"\hat{x}", "x̃": r"\tilde{x}", "ĝ": r"\hat{g}", "ₙ": "_n",
     "ⱼ": "_j", "ₖ": "_k", "ᵢ": "_i", "²": "^2", "³": "^3", "Σ": r"\sum",
     "_": r"\_", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&",
     "$": r"\$", "^": r"\^{}", "\\": r"\backslash ",
@@ -524,7 +532,9 @@ _FUNCTION_NAMES = {"exp", "log", "tanh", "max", "min", "sin", "cos"}
 _LATEX_TOKEN = re.compile(
     r"(?P<root>√\((?P<radicand>[^()]*)\)|√(?P<digits>\d+))"
     r"|(?P<word>\b[A-Za-z][A-Za-z_]*\b)(?P<call>(?=\())?"
-    "|(?P<char>" + "|".join(map(re.escape, sorted(_LATEX_CHARS, key=len, reverse=True))) + ")"
+    "|(?P<char>"
+    + "|".join(map(re.escape, sorted(_LATEX_CHARS, key=len, reverse=True)))
+    + ")"
 )
 
 

@@ -150,7 +150,9 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
     if is_bias:
         raise ValueError(f"{s} needs a weight matrix, not a bias vector")
     if s.startswith("xavier"):
-        gain = init.gain if not isinstance(init.gain, str) else calculate_gain(init.gain)
+        gain = (
+            init.gain if not isinstance(init.gain, str) else calculate_gain(init.gain)
+        )
         if s == "xavier_uniform":
             bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
             code = _scaled(gain, f"math.sqrt(6 / ({fan_in} + {fan_out}))")
@@ -164,7 +166,11 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
         bound = gain * math.sqrt(3.0 / fan)
         return Draw("uniform", -bound, bound, _scaled(gain, f"math.sqrt(3 / {fan})"))
     std = gain / math.sqrt(fan)
-    code = f"1 / math.sqrt({fan})" if gain == 1.0 else f"{_gain_code(gain)} / math.sqrt({fan})"
+    code = (
+        f"1 / math.sqrt({fan})"
+        if gain == 1.0
+        else f"{_gain_code(gain)} / math.sqrt({fan})"
+    )
     return Draw("normal", 0.0, std, code)
 
 
@@ -236,7 +242,12 @@ class Ctx:
         return local_sym(self.layer, name, math)
 
     def let(
-        self, name: str, expr: Expr, shape: tuple, note: str = "", math: str | None = None
+        self,
+        name: str,
+        expr: Expr,
+        shape: tuple,
+        note: str = "",
+        math: str | None = None,
     ) -> Sym:
         """A named intermediate: ``<layer>_<name> = expr`` on a line of its own."""
         sym = self.local(name, math)
@@ -390,9 +401,7 @@ register(
         formula="y = x @ Wᵀ + b",
         derivative="∂L/∂x = g @ W;  ∂L/∂W = gᵀ @ x;  ∂L/∂b = Σₙ g",
         module=lambda a, ins, out: (
-            f"nn.Linear({ins[0]}, {out}"
-            + ("" if a.bias else ", bias=False")
-            + ")"
+            f"nn.Linear({ins[0]}, {out}" + ("" if a.bias else ", bias=False") + ")"
         ),
         out_features=lambda a, ins: a.out,
         params=_linear_params,
@@ -424,8 +433,7 @@ elementwise(
     "∂L/∂x = g",
     lambda a, ins, out: "nn.Identity()",
     derivation=(
-        "f(x) = x, so f′(x) = 1 and ∂L/∂x = g: the gradient passes through "
-        "unchanged."
+        "f(x) = x, so f′(x) = 1 and ∂L/∂x = g: the gradient passes through unchanged."
     ),
 )
 elementwise(
@@ -472,7 +480,6 @@ elementwise(
 )
 
 
-
 class LeakyReluKeys(Keys):
     negative_slope: Annotated[float, Range(ge=0)] = 0.01
 
@@ -500,8 +507,12 @@ class EluKeys(Keys):
 elementwise(
     "elu",
     # exp of min(x, 0): the branch not taken must not overflow either
-    lambda c: call("where_gt", c.x, c.x, c.a.alpha * call("expm1", call("min0", c.x)), 0),
-    lambda c: call("where_gt", c.x, c.g, c.g * c.a.alpha * call("exp", call("min0", c.x)), 0),
+    lambda c: call(
+        "where_gt", c.x, c.x, c.a.alpha * call("expm1", call("min0", c.x)), 0
+    ),
+    lambda c: call(
+        "where_gt", c.x, c.g, c.g * c.a.alpha * call("exp", call("min0", c.x)), 0
+    ),
     "y = x if x > 0 else alpha·(exp(x) − 1)",
     "elu′(x) = 1 if x > 0 else alpha·exp(x)",
     lambda a, ins, out: f"nn.ELU({a.alpha!r})",
@@ -550,7 +561,9 @@ elementwise(
     _gelu_vjp,
     "y = x·Φ(x), Φ the standard normal CDF (tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))))",
     "gelu′(x) = Φ(x) + x·φ(x), φ the normal density (tanh form: its exact derivative)",
-    lambda a, ins, out: "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")',
+    lambda a, ins, out: (
+        "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")'
+    ),
     derivation=(
         "x·Φ(x), with Φ(x) = ½·(1 + erf(x/√2)) the standard normal CDF, whose"
         " derivative is the normal density φ(x) = e^(−x²/2)/√(2π). The "
@@ -818,6 +831,318 @@ register(
 )
 
 
+# ---- normalisation: batchnorm and layernorm
+
+
+def _norm_init(which: str) -> Callable[[Init], Init]:
+    """``init``/``bias_init`` of a normalisation layer: a draw for a vector of
+    one value per feature (fan-based schemes need a weight matrix)."""
+
+    def check(init):
+        if init.scheme in ("torch_default", "xavier_uniform", "xavier_normal") or (
+            init.scheme.startswith("kaiming")
+        ):
+            raise ValueError(
+                f"{init.scheme} needs a weight matrix; {which} is one value per "
+                "feature: use constant, zeros, uniform or normal"
+            )
+        return init
+
+    return check
+
+
+ONE = ConstantInit(scheme="constant", value=1.0)
+ZEROS = ZerosInit(scheme="zeros")
+NormWeightInit = Annotated[Init, After(_norm_init("the scale γ"))]
+NormBiasInit = Annotated[Init, After(_norm_init("the shift β"))]
+
+
+class BatchNormKeys(Keys):
+    momentum: Annotated[float, Range(ge=0, le=1)] | None = 0.1
+    eps: Annotated[float, Range(gt=0)] = 1e-5
+    affine: bool = True
+    init: NormWeightInit = ONE
+    bias_init: NormBiasInit = ZEROS
+
+
+class LayerNormKeys(Keys):
+    eps: Annotated[float, Range(gt=0)] = 1e-5
+    affine: bool = True
+    init: NormWeightInit = ONE
+    bias_init: NormBiasInit = ZEROS
+
+
+def _norm_params(a, ins: list[int], out: int) -> list[Param]:
+    if not a.affine:
+        return []
+    f = ins[0]
+    return [
+        Param("weight", (f,), init_draw(a.init, f, f, True)),
+        Param("bias", (f,), init_draw(a.bias_init, f, f, True)),
+    ]
+
+
+def _affine(c: Ctx, xhat: Expr) -> Expr:
+    """γ ⊙ x̂ + β, or x̂ alone without ``affine``."""
+    if "weight" not in c.p:
+        return xhat
+    return xhat * c.p["weight"] + c.p["bias"]
+
+
+def _eps(c: Ctx) -> Const:
+    return Const(c.a.eps, "ε")
+
+
+def _normalise(c: Ctx, mean: Expr, shape: tuple, per: str) -> tuple[Sym, Sym]:
+    """σ² and x̂ = (x − μ)/√(σ² + ε), through named pieces: the centred input,
+    the (biased) variance, the inverse standard deviation. ``per`` is "batch"
+    (statistics of each feature over the rows) or "row" (of each row over its
+    features)."""
+    f = c.out_features
+    xc = c.let("xc", c.x - mean, ("N", f), "the centred input x − μ", f"{c.layer}.x̃")
+    total = call("sum0", xc**2) if per == "batch" else call("rowsum", xc**2)
+    var = c.let(
+        "var",
+        total / _count_of(c, per),
+        shape,
+        f"the variance of each {'feature over the batch' if per == 'batch' else 'row'}, "
+        f"biased (÷ {'N' if per == 'batch' else 'F'}), as PyTorch normalises with",
+        f"{c.layer}.σ²",
+    )
+    istd = c.let(
+        "istd",
+        1 / call("sqrt", var + _eps(c)),
+        shape,
+        "the inverse standard deviation 1/√(σ² + ε)",
+        f"{c.layer}.istd",
+    )
+    xhat = c.let(
+        "xhat",
+        xc * istd,
+        ("N", f),
+        f"normalised over the {per}: mean 0 and variance 1 per "
+        + ("feature" if per == "batch" else "row"),
+        f"{c.layer}.x̂",
+    )
+    return var, xhat
+
+
+def _count_of(c: Ctx, per: str) -> Expr:
+    return call("rows", c.x) if per == "batch" else Const(c.out_features)
+
+
+def _batchnorm_forward(c: Ctx) -> Expr:
+    f = c.out_features
+    if not c.training:
+        # evaluation: the running statistics, not the batch's
+        xhat = c.let(
+            "xhat",
+            (c.x - c.b["running_mean"]) / call("sqrt", c.b["running_var"] + _eps(c)),
+            ("N", f),
+            "normalised with the running statistics (evaluation: no batch statistics)",
+            f"{c.layer}.x̂",
+        )
+        return _affine(c, xhat)
+    n = call("rows", c.x)
+    mean = c.let(
+        "mean",
+        call("sum0", c.x) / n,
+        (f,),
+        "the batch mean of each feature",
+        f"{c.layer}.μ",
+    )
+    var, xhat = _normalise(c, mean, (f,), "batch")
+    nbt = c.b["num_batches_tracked"]
+    c.update("num_batches_tracked", nbt + 1, "one more batch seen")
+    if c.a.momentum is None:
+        m: Expr = Const(1) / call("float", nbt)  # cumulative average
+        how = "m = 1/num_batches_tracked: the cumulative average of every batch's"
+    else:
+        m = Const(c.a.momentum, "m")
+        how = f"momentum m = {c.a.momentum}"
+    keep = Const(1 - c.a.momentum, "(1 − m)") if c.a.momentum is not None else 1 - m
+    c.update(
+        "running_mean",
+        keep * c.b["running_mean"] + m * mean,
+        f"{how}, for evaluation",
+    )
+    c.update(
+        "running_var",
+        keep * c.b["running_var"] + m * (var * n / (n - 1)),
+        "with the unbiased variance σ²·N/(N − 1), as PyTorch keeps it",
+    )
+    return _affine(c, xhat)
+
+
+def _norm_param_grads(c: Ctx, over: str) -> dict:
+    if "weight" not in c.p:
+        return {}
+    return {"weight": _sum_g_xhat(c, over), "bias": _sum_g(c, over)}
+
+
+def _sum_g(c: Ctx, over: str) -> Sym:
+    return c.let(
+        "sum_g",
+        call("sum0", c.g),
+        (c.out_features,),
+        "∂L/∂β, and the gradient that reaches x through μ",
+        f"{c.layer}.Σg",
+    )
+
+
+def _sum_g_xhat(c: Ctx, over: str) -> Sym:
+    return c.let(
+        "sum_g_xhat",
+        call("sum0", c.g * c.local("xhat", f"{c.layer}.x̂")),
+        (c.out_features,),
+        "∂L/∂γ, and the gradient that reaches x through σ²",
+        f"{c.layer}.Σgx̂",
+    )
+
+
+def _batchnorm_vjp(c: Ctx) -> list[Expr]:
+    n = call("rows", c.g)
+    xhat = c.local("xhat", f"{c.layer}.x̂")
+    istd = c.local("istd", f"{c.layer}.istd")
+    scale = istd if "weight" not in c.p else c.p["weight"] * istd
+    # N·g: x's own path; − Σₙ g: through μ; − x̂ ⊙ Σₙ g ⊙ x̂: through σ²
+    return [scale / n * (n * c.g - _sum_g(c, "batch") - xhat * _sum_g_xhat(c, "batch"))]
+
+
+BATCHNORM_DERIVATION = (
+    "Per feature, over the N rows of the batch: μ = (1/N)·Σₙ xₙ, σ² = "
+    "(1/N)·Σₙ (xₙ − μ)², x̂ₙ = (xₙ − μ)/√(σ² + ε), yₙ = γ·x̂ₙ + β.\n"
+    "γ and β act row by row as a linear layer's weight and bias do: ∂L/∂β = "
+    "Σₙ gₙ and ∂L/∂γ = Σₙ gₙ·x̂ₙ.\n"
+    "Every xₘ reaches the loss three ways: through its own x̂ₘ, through μ "
+    "(which every x̂ₙ reads) and through σ² (likewise). With ĝₙ = γ·gₙ = "
+    "∂L/∂x̂ₙ: ∂x̂ₙ/∂xₘ = ([n = m] − 1/N)/√(σ² + ε) − x̂ₙ·x̂ₘ/(N·√(σ² + ε)), "
+    "since ∂σ²/∂xₘ = 2(xₘ − μ)/N.\n"
+    "Summing ĝₙ·∂x̂ₙ/∂xₘ over n: ∂L/∂x = γ/(N·√(σ² + ε))·(N·g − Σₙ g − x̂ ⊙ "
+    "Σₙ (g ⊙ x̂)). The three terms are the three paths, and the two sums are "
+    "∂L/∂β and ∂L/∂γ again, so the code computes them once.\n"
+    "In evaluation μ and σ² are the running statistics, constants: the layer "
+    "is then an affine map of x, and one row's output no longer depends on "
+    "the other rows of its batch (the classic 'different results in eval')."
+)
+
+register(
+    Op(
+        name="batchnorm",
+        Keys=BatchNormKeys,
+        forward=_batchnorm_forward,
+        vjp=_batchnorm_vjp,
+        param_grads=lambda c: _norm_param_grads(c, "batch"),
+        formula=(
+            "y = γ ⊙ (x − μ)/√(σ² + ε) + β, μ and σ² the batch's mean and biased "
+            "variance per feature in training, the running statistics in evaluation"
+        ),
+        derivative=(
+            "∂L/∂x = γ/(N·√(σ² + ε)) ⊙ (N·g − Σₙ g − x̂ ⊙ Σₙ (g ⊙ x̂));  "
+            "∂L/∂γ = Σₙ g ⊙ x̂;  ∂L/∂β = Σₙ g"
+        ),
+        module=lambda a, ins, out: (
+            f"nn.BatchNorm1d({ins[0]}"
+            + (f", eps={a.eps!r}" if a.eps != 1e-5 else "")
+            + (f", momentum={a.momentum!r}" if a.momentum != 0.1 else "")
+            + ("" if a.affine else ", affine=False")
+            + ")"
+        ),
+        params=_norm_params,
+        buffers=lambda a, ins, out: [
+            Buffer("running_mean", (ins[0],), 0.0),
+            Buffer("running_var", (ins[0],), 1.0),
+            Buffer("num_batches_tracked", (), 0, "int64"),
+        ],
+        elementwise=False,
+        derivation=BATCHNORM_DERIVATION,
+    )
+)
+
+
+def _layernorm_forward(c: Ctx) -> Expr:
+    f = c.out_features
+    mean = c.let(
+        "mean",
+        call("rowsum", c.x) / Const(f),
+        ("N", 1),
+        "the mean of each row, over its features",
+        f"{c.layer}.μ",
+    )
+    _, xhat = _normalise(c, mean, ("N", 1), "row")
+    return _affine(c, xhat)
+
+
+def _layernorm_vjp(c: Ctx) -> list[Expr]:
+    f = Const(c.out_features)
+    xhat = c.local("xhat", f"{c.layer}.x̂")
+    istd = c.local("istd", f"{c.layer}.istd")
+    dxhat = c.g
+    if "weight" in c.p:
+        dxhat = c.let(
+            "dxhat",
+            c.g * c.p["weight"],
+            ("N", c.out_features),
+            "∂L/∂x̂, the gradient at the normalised input",
+            f"{c.layer}.ĝ",
+        )
+    sum_d = c.let(
+        "sum_dxhat",
+        call("rowsum", dxhat),
+        ("N", 1),
+        "per row, the gradient that reaches x through μ",
+        f"{c.layer}.Σĝ",
+    )
+    sum_dx = c.let(
+        "sum_dxhat_xhat",
+        call("rowsum", dxhat * xhat),
+        ("N", 1),
+        "per row, the gradient that reaches x through σ²",
+        f"{c.layer}.Σĝx̂",
+    )
+    # F·∂L/∂x̂: x's own path; − Σⱼ: through μ; − x̂ ⊙ Σⱼ (∂L/∂x̂ ⊙ x̂): through σ²
+    return [istd / f * (f * dxhat - sum_d - xhat * sum_dx)]
+
+
+register(
+    Op(
+        name="layernorm",
+        Keys=LayerNormKeys,
+        forward=_layernorm_forward,
+        vjp=_layernorm_vjp,
+        param_grads=lambda c: _norm_param_grads(c, "row"),
+        formula=(
+            "y = γ ⊙ (x − μ)/√(σ² + ε) + β, μ and σ² the mean and biased variance "
+            "of each row over its F features (the same in training and evaluation)"
+        ),
+        derivative=(
+            "∂L/∂x = 1/(F·√(σ² + ε)) ⊙ (F·ĝ − Σⱼ ĝ − x̂ ⊙ Σⱼ (ĝ ⊙ x̂)), ĝ = g ⊙ γ;  "
+            "∂L/∂γ = Σₙ g ⊙ x̂;  ∂L/∂β = Σₙ g"
+        ),
+        module=lambda a, ins, out: (
+            f"nn.LayerNorm({ins[0]}"
+            + (f", eps={a.eps!r}" if a.eps != 1e-5 else "")
+            + ("" if a.affine else ", elementwise_affine=False")
+            + ")"
+        ),
+        params=_norm_params,
+        elementwise=False,
+        derivation=(
+            "Batchnorm turned sideways: per row, over its F features, μ = "
+            "(1/F)·Σⱼ xⱼ, σ² = (1/F)·Σⱼ (xⱼ − μ)², x̂ = (x − μ)/√(σ² + ε), y = "
+            "γ ⊙ x̂ + β with γ, β one value per feature.\n"
+            "∂L/∂β = Σₙ g and ∂L/∂γ = Σₙ g ⊙ x̂, summed over the rows as for "
+            "any per-feature parameter. With ĝ = ∂L/∂x̂ = g ⊙ γ, every xⱼ of a "
+            "row reaches the loss through its own x̂ⱼ, through the row's μ and "
+            "through its σ²; the same algebra as batchnorm's, along the row: "
+            "∂L/∂x = 1/(F·√(σ² + ε))·(F·ĝ − Σⱼ ĝ − x̂ ⊙ Σⱼ (ĝ ⊙ x̂)).\n"
+            "No statistic is kept between batches and no row reads another: "
+            "training and evaluation compute the same function."
+        ),
+    )
+)
+
+
 # ------------------------------------------------------------------------ losses
 
 
@@ -1062,7 +1387,11 @@ LOSSES["bce"] = Loss(
     ),
     formula="L = mean(−y·log p − (1 − y)·log(1 − p)), each log clamped at −100",
     derivative="∂L/∂p = (p − y) / max((1 − p)·p, ε) / numel(p), ε = 1e−12 as a float32",
-    module=lambda a: "nn.BCELoss()" if a.reduction == "mean" else f'nn.BCELoss(reduction="{a.reduction}")',
+    module=lambda a: (
+        "nn.BCELoss()"
+        if a.reduction == "mean"
+        else f'nn.BCELoss(reduction="{a.reduction}")'
+    ),
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
     derivation=(
         "L = (1/M)·Σ −(y·log p + (1 − y)·log(1 − p)) over the M elements of "

@@ -81,7 +81,6 @@ __all__ = [
 ]
 
 
-
 def _key(key: Any) -> str:
     """A mapping key as a path element: YAML allows keys like 1 or null."""
     return key if isinstance(key, str) else show(key)
