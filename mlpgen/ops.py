@@ -1143,6 +1143,73 @@ register(
 )
 
 
+# ---- embedding
+
+
+class EmbeddingKeys(Keys):
+    vocab: PosInt
+    dim: PosInt
+    init: Init = NormalInit(scheme="normal")
+
+
+def _embedding_params(a: EmbeddingKeys, ins: list[int], out: int) -> list[Param]:
+    # torch.nn.init reads a (vocab, dim) table's fan_in as dim, its fan_out as vocab
+    draw = init_draw(a.init, a.dim, a.vocab, False)
+    if a.init.scheme == "torch_default":  # nn.Embedding's own init is N(0, 1)
+        draw = Draw("normal", 0.0, 1.0)
+    return [Param("weight", (a.vocab, a.dim), draw)]
+
+
+EMBEDDING_CLASS = '''class {cls}(nn.Embedding):
+    """nn.Embedding, then each sample's T vectors side by side: C[X].view(N, -1),
+    as makemore's MLP writes it, a (N, T·dim) input for the layers after it."""
+
+    def forward(self, x):
+        return super().forward(x).view(len(x), -1)
+'''
+
+register(
+    Op(
+        name="embedding",
+        Keys=EmbeddingKeys,
+        forward=lambda c: call("embed", c.p["weight"], c.x),
+        vjp=lambda c: [None],  # token indices have no gradient
+        param_grads=lambda c: {
+            "weight": call("embedding_grad", c.x, c.g, Const(c.a.vocab), Const(c.a.dim))
+        },
+        formula=(
+            "y[n] = [C[x[n, 1]], C[x[n, 2]], …, C[x[n, T]]]: row x[n, t] of the "
+            "table C (vocab, dim) for each token, side by side (N, T·dim)"
+        ),
+        derivative=(
+            "∂L/∂C[v] = Σ over the tokens x[n, t] = v of g[n, t·dim:(t + 1)·dim] "
+            "(a scatter-add: a row read twice gets both slices)"
+        ),
+        module=lambda a, ins, out: f"{{cls}}({a.vocab}, {a.dim})",
+        module_class=lambda a, cls: EMBEDDING_CLASS.format(cls=cls),
+        class_name=lambda layer: "FlatEmbedding",
+        out_features=lambda a, ins: ins[0] * a.dim,
+        params=_embedding_params,
+        elementwise=False,
+        reads_tokens=True,
+        derivation=(
+            "A lookup: y[n, t·D + k] = C[x[n, t], k] with C (V, D) the table and x "
+            "(N, T) integer token indices; the T looked-up rows of a sample are "
+            "laid side by side, (N, T·D), C[X].view(N, −1).\n"
+            "Each output element is one element of C with factor 1, so ∂L/∂C[v, "
+            "k] = Σ over every (n, t) with x[n, t] = v of g[n, t·D + k]: the "
+            "gradient slices are added back into the rows they came from. A row "
+            "that several tokens read (the same character twice in a context, or "
+            "in two samples) gets the sum of all their slices, the multivariable "
+            "chain rule once more, and rows no token read get 0.\n"
+            "That is a scatter-add (np.add.at, index_add_): C_grad[x] += g would "
+            "keep only one slice per repeated index. The indices themselves are "
+            "not differentiable: x gets no gradient."
+        ),
+    )
+)
+
+
 # ------------------------------------------------------------------------ losses
 
 

@@ -225,3 +225,138 @@ def test_a_fan_based_init_of_a_normalisation_layer_is_refused(scheme, tmp_path):
         build(path)
     ((where, text),) = e.value.problems
     assert where == "model.layers[1].init" and "needs a weight matrix" in text
+
+
+# ------------------------------------------------------------------ embeddings and tokens
+
+TOKENS = [
+    [0, 1, 2],
+    [1, 1, 3],
+    [2, 0, 0],
+    [3, 3, 3],
+    [1, 2, 3],
+    [0, 0, 1],
+    [2, 2, 1],
+    [3, 0, 2],
+]
+NEXT = [3, 2, 1, 0, 0, 1, 3, 2]
+
+
+def token_spec(layers=None, x=TOKENS, model_input=None, **extra):
+    layers = layers or [
+        {"name": "emb", "type": "embedding", "vocab": 4, "dim": 3},
+        {"name": "fc1", "type": "linear", "out": 5, "bias": False},
+        {"name": "bn1", "type": "batchnorm"},
+        {"name": "act", "type": "tanh"},
+        {"name": "head", "type": "linear", "out": 4},
+    ]
+    spec = spec_with(layers, batch_size=4, **extra)
+    spec["data"] = {"kind": "inline", "x": x, "y": NEXT}
+    spec["model"]["input"] = model_input or {"tokens": 3, "vocab": 4}
+    return spec
+
+
+def problems_of(tmp_path, spec):
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(SpecError) as e:
+        build(path)
+    return e.value.problems
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_embedding_of_inline_tokens_agrees_across_the_three_files(dtype, tmp_path):
+    folder = compiled(tmp_path, token_spec(dtype=dtype))
+    dumps, nb = run_all(folder)
+    assert_agree(dumps, dtype)
+    ref = dumps["numpy_backprop"]
+    assert ref["x"].dtype == np.int64 and ref["step0/x"].dtype == np.int64
+    assert ref["x"].tolist() == TOKENS
+    # the first batch (shuffled): its rows looked up, side by side
+    batch, table = ref["step0/x"], ref["init/emb.weight"]
+    np.testing.assert_array_equal(ref["step0/emb"], table[batch].reshape(4, -1))
+    g = ref["step0/d_emb"].reshape(4, 3, 3)
+    by_hand = np.zeros((4, 3))
+    for n, row in enumerate(batch):
+        for t, v in enumerate(row):
+            by_hand[v] += g[n, t]  # repeated indices accumulate
+    assert len(set(batch.ravel().tolist())) < batch.size  # some index repeats
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(ref["grads0/emb.weight"], by_hand, rtol=rtol)
+    if dtype == "float64":
+        assert finite_difference_error(nb, token_spec()) < 1e-6
+
+
+def test_an_embedding_reads_an_npz_of_integers(tmp_path):
+    np.savez(tmp_path / "t.npz", x=np.array(TOKENS), y=np.array(NEXT))
+    spec = token_spec()
+    spec["data"] = {"kind": "file", "path": "t.npz"}
+    del spec["model"]["input"]
+    folder = compiled(tmp_path, spec)
+    dumps, _ = run_all(folder)
+    assert_agree(dumps, "float64")
+    text = (folder / "torch_module.py").read_text()
+    assert "class FlatEmbedding(nn.Embedding):" in text
+    assert "self.emb = FlatEmbedding(4, 3)" in text
+
+
+@pytest.mark.parametrize(
+    "change, where, message",
+    [
+        (
+            {"x": [[0, 1, 2], [1, 1, 4], *TOKENS[2:]]},
+            "data.x",
+            "token index 4 (at x[1, 2]) is outside [0, 4), the vocabulary of embedding",
+        ),
+        (
+            {"x": [[0, 1, 2.5], *TOKENS[1:]]},
+            "data.x[0][2]",
+            "a token index must be an integer >= 0, got 2.5",
+        ),
+        (
+            {"x": [[0, -1, 2], *TOKENS[1:]]},
+            "data.x[0][1]",
+            "a token index must be an integer >= 0, got -1",
+        ),
+        (
+            {"layers": [{"name": "fc", "type": "linear", "out": 4}]},
+            "model.layers[0].type",
+            "linear cannot read x, which holds token indices",
+        ),
+        (
+            {"model_input": {"tokens": 2, "vocab": 4}},
+            "model.input.tokens",
+            "is 2, but the data has 3 tokens",
+        ),
+    ],
+)
+def test_token_input_errors_name_the_key(change, where, message, tmp_path):
+    spec = token_spec(**change)
+    assert (where, message) in [
+        (w, m[: len(message)]) for w, m in problems_of(tmp_path, spec)
+    ]
+
+
+def test_the_smallest_vocabulary_bounds_the_indices(tmp_path):
+    spec = token_spec(model_input={"tokens": 3, "vocab": 10})
+    spec["model"]["layers"][0]["vocab"] = 3
+    [(where, message)] = problems_of(tmp_path, spec)
+    assert where == "data.x"
+    assert message == (
+        "token index 3 (at x[1, 2]) is outside [0, 3), the vocabulary of embedding 'emb'"
+    )
+
+
+def test_an_embedding_needs_token_inputs(tmp_path):
+    spec = spec_with([{"name": "emb", "type": "embedding", "vocab": 4, "dim": 3}, HEAD])
+    [(where, message)] = problems_of(tmp_path, spec)
+    assert where == "model.layers[0].inputs"
+    assert "not x, which holds floats" in message
+    spec = token_spec()
+    spec["data"]["standardize"] = True
+    [(where, _)] = problems_of(tmp_path, spec)
+    assert where == "data.standardize"
+    spec = spec_with([HEAD])
+    spec["model"]["input"] = {"tokens": 2, "vocab": 5}
+    [(where, message)] = problems_of(tmp_path, spec)
+    assert where == "model.input" and "token inputs need integer data" in message
