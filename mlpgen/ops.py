@@ -813,7 +813,7 @@ register(
         name="activation",
         Keys=ActivationKeys,
         forward=lambda c: _cas().forward_ir(c.a.expr, c.x),
-        vjp=lambda c: [_cas().vjp_ir(c.a.expr, c.x, c.y, c.g)],
+        vjp=lambda c: [_cas().vjp(c)],
         formula="y = f(x), the spec's expression in x, element by element",
         derivative="∂L/∂x = g ⊙ f′(x), f′ derived symbolically (sympy) from the expression",
         module=lambda a, ins, out: "{cls}()",
