@@ -360,3 +360,32 @@ def test_an_embedding_needs_token_inputs(tmp_path):
     spec["model"]["input"] = {"tokens": 2, "vocab": 5}
     [(where, message)] = problems_of(tmp_path, spec)
     assert where == "model.input" and "token inputs need integer data" in message
+
+
+# ------------------------------------------------------------------ mlpgen check
+
+
+def test_check_counts_the_new_layers_and_warns_of_batchnorm_pitfalls(tmp_path):
+    from mlpgen import lint
+
+    layers = [
+        {"name": "emb", "type": "embedding", "vocab": 4, "dim": 3},
+        {"name": "fc1", "type": "linear", "out": 5},  # a bias batchnorm cancels
+        {"name": "bn1", "type": "batchnorm"},
+        {"name": "head", "type": "linear", "out": 4},
+    ]
+    path = tmp_path / "check.json"
+    path.write_text(json.dumps(token_spec(layers)))  # batches of 4 rows
+    prog = build(path)
+    costs = {c.name: c for c in lint.costs(prog, 4)}
+    # batchnorm: 7 and 10 FLOPs per element; it keeps x̂ (4, 5) and 1/√(σ² + ε)
+    # (5,), and its output (4, 5) is kept for head's ∂W
+    assert (costs["bn1"].forward, costs["bn1"].backward) == (7 * 20, 10 * 20)
+    assert costs["bn1"].saved == (20 + 5 + 20) * 8
+    # embedding: a lookup forward, the scatter-add of 4·9 numbers backward;
+    # x's int64 indices are kept for it
+    assert (costs["emb"].forward, costs["emb"].backward) == (0, 36)
+    assert costs["x"].saved == 4 * 3 * 8
+    warnings = dict(lint.warnings(prog))
+    assert "batchnorm 'bn1' right after it" in warnings["model.layers[1].bias"]
+    assert "batches of 4 rows with batchnorm 'bn1'" in warnings["train.batch_size"]

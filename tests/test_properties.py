@@ -2,7 +2,8 @@
 implementations, and their derived gradients match finite differences.
 
 Hypothesis draws a small DAG (widths 1 to 6, fan-out, skip connections, concat,
-batchnorm and layernorm anywhere: after add or concat, before dropout, at the output),
+batchnorm and layernorm anywhere: after add or concat, before dropout, at the
+output; sometimes integer token inputs read by an embedding),
 a loss that fits its output, data, a batch size and an optimizer; the network
 is compiled, each generated implementation is imported in-process and trained
 for two epochs, and the dumps must agree within the contract's tolerances.
@@ -85,9 +86,9 @@ def linear(draw, out: int) -> dict:
 
 
 @st.composite
-def body(draw, features: int) -> list[dict]:
+def body(draw, features: int, start: str = "x") -> list[dict]:
     """Hidden layers over the input ``x``; every tensor but the last is read by a later layer."""
-    tensors = [("x", features)]  # (name, features), in order
+    tensors = [(start, features)]  # (name, features), in order
     read: set[str] = set()
     layers: list[dict] = []
     for i in range(draw(st.integers(1, 5))):
@@ -123,7 +124,15 @@ def body(draw, features: int) -> list[dict]:
 def specs(draw) -> dict:
     """A whole spec: network, loss fitting its output, inline data, training."""
     features = draw(st.integers(1, 6))
-    layers = draw(body(features))
+    # sometimes token inputs: T integer indices per sample, looked up in an
+    # embedding (the only layer that may read them), flattened to T·dim features
+    tokens = draw(st.sampled_from([None, None, None, (2, 5, 2), (3, 4, 1)]))
+    if tokens is not None:
+        t, vocab, dim = tokens
+        emb = {"name": "emb", "type": "embedding", "vocab": vocab, "dim": dim}
+        layers = [emb, *draw(body(t * dim, "emb"))]
+    else:
+        layers = draw(body(features))
     loss_type = draw(
         st.sampled_from(["mse", "cross_entropy", "nll", "bce", "bce_with_logits"])
     )
@@ -157,7 +166,10 @@ def specs(draw) -> dict:
 
     n = draw(st.integers(8, 24))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((n, features)).tolist()
+    if tokens is not None:
+        x = rng.integers(0, tokens[1], (n, tokens[0])).tolist()
+    else:
+        x = rng.standard_normal((n, features)).tolist()
     if classification:
         y = rng.integers(0, outputs, n).tolist()
     elif loss_type == "mse":
@@ -167,7 +179,7 @@ def specs(draw) -> dict:
     data: dict = {"kind": "inline", "x": x, "y": y}
     if draw(st.booleans()):
         data["split"] = {"train": 0.75, "test": 0.25}
-    data["standardize"] = draw(st.booleans())
+    data["standardize"] = draw(st.booleans()) and tokens is None
 
     lr = draw(st.sampled_from([0.01, 0.05]))
     opt_type = draw(st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]))
@@ -202,7 +214,12 @@ def specs(draw) -> dict:
         "dtype": draw(st.sampled_from(["float64", "float64", "float64", "float32"])),
         "seed": draw(st.integers(0, 1000)),
         "data": data,
-        "model": {"input": features, "layers": layers},
+        "model": {
+            "input": features
+            if tokens is None
+            else {"tokens": tokens[0], "vocab": tokens[1]},
+            "layers": layers,
+        },
         "loss": loss,
         "train": train,
     }
