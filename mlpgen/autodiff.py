@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import textwrap
 from dataclasses import dataclass, field
 
 from .expr import Expr, Sym, math_text
@@ -350,14 +351,15 @@ def derive(net: Network) -> Program:
     # ---- backward: the loss, then the layers in reverse order
     out = net.output
     backward: list[Line] = []
-    g_out = loss.grad(loss_ctx(net, names.value(out.name)))
-    loss_formula = math_text(loss.value(loss_ctx(net, names.value(out.name))))
+    lctx = loss_ctx(net, names.value(out.name))
+    g_out = loss.grad(lctx)
     backward.append(
         Line(
             names.grad(out.name),
             g_out,
             (
-                f"Grad of: L = {loss_formula}",
+                *loss_comments(net, lctx, "L", grad=True),
+                *grad_readings(net, lctx, names.grad(out.name)),
                 _comment(names.grad(out.name), g_out, shape_str(out.out_features)),
             ),
             "loss_grad",
@@ -395,6 +397,12 @@ def derive(net: Network) -> Program:
                 )
             )
         header = f"Grad of: {layer.name} = {math_text(value_of[layer.name])}"
+        in_l2 = [pi.state_name for pi in l2 if pi.layer is layer]
+        if in_l2:  # the l2 term's 2·coef·p joins these parameters' lines
+            coef = show_number(spec.loss.l2.coef)
+            header += ", and of the l2 term " + " + ".join(
+                f"{coef}·Σ {name}²" for name in in_l2
+            )
         backward += _layer_backward(
             net, layer, names, needs, parts, header, _param_grad_lines(param_info, l2)
         )
@@ -434,6 +442,55 @@ def derive(net: Network) -> Program:
         dropout=any(layer.op.name == "dropout" for layer in net.layers),
         locals_=locals_,
     )
+
+
+def show_number(v: float) -> str:
+    """A spec's number as the comments write it (0.0001, not 1e-04)."""
+    return repr(float(v)).replace("-", "−")
+
+
+def l2_text(net: Network) -> str:
+    """`` + coef·Σ p² over …``: the l2 term as the formulas write it, or ""."""
+    l2 = net.spec.loss.l2
+    if l2 is None or l2.coef <= 0:
+        return ""
+    which = "all parameters" if l2.params == "all" else "the weights"
+    return f" + {show_number(l2.coef)}·Σ p² over {which}"
+
+
+def loss_comments(net: Network, lctx: LossCtx, name: str, grad: bool = False) -> list[str]:
+    """The loss in two readings where they differ: the textbook's formula, then
+    "PyTorch evaluates it as …, because …", both printed from the IR (with the
+    l2 term). ``grad``: the header of the loss's gradient line ("Grad of: L = …")."""
+    loss = LOSSES[net.spec.loss.type]
+    value = math_text(loss.value(lctx))
+    book = loss.textbook(lctx) if loss.textbook is not None else None
+    head = "Grad of: " if grad else ""
+    if book is None:
+        return [f"{head}{name} = {value}{l2_text(net)}"]
+    term = "the loss term" if l2_text(net) else "it"
+    return [
+        f"{head}{name} = {math_text(book)}{l2_text(net)}",
+        f"PyTorch evaluates {term} as {value},",
+        *_wrapped(f"because {loss.why}"),
+    ]
+
+
+def _wrapped(text: str) -> list[str]:
+    """A sentence of a comment, as lines of at most 80 characters."""
+    return textwrap.wrap(text, 80, break_long_words=False, break_on_hyphens=False)
+
+
+def grad_readings(net: Network, lctx: LossCtx, target: Sym) -> list[str]:
+    """The textbook's gradient of the loss, where PyTorch computes another form."""
+    loss = LOSSES[net.spec.loss.type]
+    if loss.textbook_grad is None:
+        return []
+    book = loss.textbook_grad(lctx)
+    return [
+        f"the textbook's: {math_text(target)} = {math_text(book)};",
+        *_wrapped(f"PyTorch computes it as below, because {loss.grad_why}"),
+    ]
 
 
 def _param_grad_lines(param_info: dict[str, ParamInfo], l2: tuple[ParamInfo, ...]):

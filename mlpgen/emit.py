@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from .autodiff import Program, param
+from .autodiff import Program, loss_comments, loss_ctx, param
 from .data import label_targets
 from .expr import FUNCS, Const, Sym, math_text, numpy_code, numpy_helpers, torch_code
 from .ops import LOSSES, accuracy_rule
@@ -471,12 +471,17 @@ def context(prog: Program) -> dict:
             "forward": _blocks(prog.forward, printer),
             "backward": _lines(prog.backward, printer),
             "loss": value,
+            # loss = …, its formula above it from the same IR (two readings
+            # where PyTorch evaluates the textbook's formula another way)
+            "loss_line": {
+                "comments": loss_comments(net, loss_ctx(net, Sym("out")), "L"),
+                "target": "loss",
+                "code": value,
+            },
         }
 
-    loss_formula = math_text(prog.loss_value)
-    if l2:
-        which = "all parameters" if l2.params == "all" else "the weights"
-        loss_formula += f" + {l2.coef}·Σ p² over {which}"
+    # the textbook's formula (the first reading), l2 term included
+    loss_formula = code["np"]["loss_line"]["comments"][0].removeprefix("L = ")
 
     # the nn.Module spelling of each layer: a submodule each, called in spec order
     classes, ctors = _module_classes(prog)

@@ -369,7 +369,8 @@ FUNCS: dict[str, Func] = {
         postfix=True,
         helper="embedding_grad",
     ),
-    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}", postfix=True),
+    # a vector (N,) as a column (N, 1), to scale each row: the broadcast shown
+    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}[:, None]", postfix=True),
 }
 
 
@@ -490,6 +491,8 @@ class Printer:
             if pr < POW:
                 s = rf"\left({s}\right)"
             return "-" + s, NEG
+        if isinstance(e, Call) and e.fn == "col":  # typeset, the column is implied
+            return self.latex(e.args[0])
         if isinstance(e, Call):
             fmt = _latex_format(FUNCS[e.fn].math)
             args = []

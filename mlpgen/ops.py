@@ -1246,6 +1246,13 @@ class Loss:
     # class for the loss (module() then names it as "{cls}"), and its name
     module_class: Callable[[Any, str], str] | None = None
     class_name: str = ""
+    # Two readings where PyTorch's evaluation differs from the textbook's
+    # formula: the textbook's value (and gradient) as IR, printed first, then
+    # the evaluated line, marked "PyTorch evaluates it as …, because <why>"
+    textbook: Callable[[LossCtx], Expr] | None = None
+    why: str = ""
+    textbook_grad: Callable[[LossCtx], Expr] | None = None
+    grad_why: str = ""
     # constants the derived gradient reads, defined at the top of the manual
     # files: (the Sym, its value as code valid in NumPy and torch files, why)
     constants: tuple[tuple[Sym, str, str], ...] = ()
@@ -1286,8 +1293,9 @@ class MseKeys(LossKeys):
 
 
 def _count(c: LossCtx) -> Expr:
-    """N for one output column, else every element: what MSELoss(mean) divides by."""
-    return call("rows", c.out) if c.outputs == 1 else call("numel", c.out)
+    """Every element of the output (N with one output column): what MSELoss and
+    BCELoss divide by with reduction mean, written one way everywhere."""
+    return call("numel", c.out)
 
 
 def _mse_value(c: LossCtx) -> Expr:
@@ -1404,6 +1412,15 @@ def _ce_grad(c: LossCtx) -> Expr:
     return d * call("col", w)
 
 
+def _ce_textbook(c: LossCtx) -> Expr | None:
+    """−mean(log softmax(z)[n, yₙ]) (unweighted, unsmoothed: the others have no
+    shorter textbook form than their evaluated one)."""
+    if c.weight is not None or getattr(c.a, "label_smoothing", 0.0):
+        return None
+    nll = -call("pick", call("log", call("softmax", c.out)), c.y)
+    return call("mean", nll) if c.a.reduction == "mean" else call("sum", nll)
+
+
 def _ce_module(a) -> str:
     args = ["weight=CLASS_WEIGHT"] if a.weight is not None else []
     if a.reduction != "mean":
@@ -1418,10 +1435,22 @@ LOSSES["cross_entropy"] = Loss(
     Keys=CrossEntropyKeys,
     value=_ce_value,
     grad=_ce_grad,
-    formula="L = Σₙ w[yₙ]·(logsumexp(zₙ) − zₙ[yₙ]) / Σₙ w[yₙ]   (w = 1 without weights)",
-    derivative="∂L/∂z = (softmax(z) − onehot(y)) · w[y] / Σₙ w[yₙ]   (softmax and the loss fused)",
+    formula=(
+        "L = mean(−log(softmax(z))[n, yₙ]), evaluated as mean(logsumexp(z) − "
+        "z[n, yₙ]); with class weights Σ (w[y] ⊙ (logsumexp(z) − z[n, yₙ]))/Σ w[y]"
+    ),
+    derivative=(
+        "∂L/∂z = (softmax(z) − onehot(y))/N (softmax and the loss fused); with "
+        "class weights (softmax(z) − onehot(y)) ⊙ (w[y]/Σ w[y])[:, None]"
+    ),
     module=_ce_module,
     targets="class",
+    textbook=lambda c: _ce_textbook(c),
+    why=(
+        "log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the "
+        "row maximum before exp: no exp overflows and no probability that "
+        "rounded to 0 is put into log"
+    ),
     derivation=(
         "Per row n, with logits zₙ over C classes: L = (1/N)·Σₙ "
         "(logsumexp(zₙ) − zₙ[yₙ]), which is −(1/N)·Σₙ log softmax(zₙ)[yₙ].\n"
@@ -1481,8 +1510,13 @@ LOSSES["nll"] = Loss(
     Keys=NllKeys,
     value=_nll_value,
     grad=_nll_grad,
-    formula="L = −Σₙ w[yₙ]·zₙ[yₙ] / Σₙ w[yₙ] on log-probabilities z   (w = 1 without weights)",
-    derivative="∂L/∂z = −onehot(y) · w[y] / Σₙ w[yₙ]",
+    formula=(
+        "L = mean(−z[n, yₙ]) on log-probabilities z; with class weights "
+        "Σ (w[y] ⊙ −z[n, yₙ])/Σ w[y]"
+    ),
+    derivative=(
+        "∂L/∂z = −onehot(y)/N; with class weights −onehot(y) ⊙ (w[y]/Σ w[y])[:, None]"
+    ),
     module=lambda a: _ce_module(a).replace("CrossEntropyLoss", "NLLLoss"),
     targets="class",
     derivation=(
@@ -1537,6 +1571,18 @@ LOSSES["bce"] = Loss(
         else f'nn.BCELoss(reduction="{a.reduction}")'
     ),
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
+    textbook=lambda c: _reduce(
+        c, -(c.y * call("log", c.out) + (1 - c.y) * call("log", 1 - c.out))
+    ),
+    why=(
+        "log 0 = −∞: each log is clamped at −100, so that a probability that "
+        "saturated to exactly 0 or 1 gives a finite loss"
+    ),
+    textbook_grad=lambda c: _per_element(c, (c.out - c.y) / ((1 - c.out) * c.out)),
+    grad_why=(
+        "a probability of exactly 0 or 1 would divide by 0: the denominator is "
+        "bounded below by ε = BCE_EPS, 1e−12 rounded to float32"
+    ),
     derivation=(
         "L = (1/M)·Σ −(y·log p + (1 − y)·log(1 − p)) over the M elements of "
         "p.\n"
@@ -1579,6 +1625,14 @@ def _bcel_grad(c: LossCtx) -> Expr:
     return _per_element(c, s * ((c.weight - 1) * c.y + 1) - c.weight * c.y)
 
 
+def _bcel_textbook(c: LossCtx) -> Expr | None:
+    """−mean(y·log σ(z) + (1 − y)·log(1 − σ(z))), without pos_weight."""
+    if c.weight is not None:
+        return None
+    s = call("sigmoid", c.out)
+    return _reduce(c, -(c.y * call("log", s) + (1 - c.y) * call("log", 1 - s)))
+
+
 def _bcel_module(a) -> str:
     args = ["pos_weight=POS_WEIGHT"] if a.pos_weight is not None else []
     if a.reduction != "mean":
@@ -1595,6 +1649,11 @@ LOSSES["bce_with_logits"] = Loss(
     derivative="∂L/∂z = (σ(z)·(1 + (pw − 1)·y) − pw·y) / numel(z)   (σ(z) − y without pos_weight)",
     module=_bcel_module,
     correct=("(out > 0) == (y > 0.5)", "(out > 0) == (y > 0.5)"),
+    textbook=lambda c: _bcel_textbook(c),
+    why=(
+        "log(1 − σ(z)) = log σ(z) − z, and log σ(z) = min(z, 0) − log(1 + "
+        "exp(−|z|)) never overflows nor takes the log of a σ that rounded to 0"
+    ),
     derivation=(
         "On logits z, with p = σ(z) and log(1 − σ(z)) = log σ(z) − z, one "
         "term −(y·log σ(z) + (1 − y)·log(1 − σ(z))) is (1 − y)·z − log σ(z).\n"

@@ -158,13 +158,13 @@ def test_a_drifted_comment_is_caught(pairs):
     known = pairs(spec)
     good = [(t, s) for _, t, s in formula_comments(source) if (t, s) in known]
     assert (
-        "∂L/∂act2 = 2/N · (act2 − y)    (N, 1)",
-        "d_act2 = 2.0 / len(act2) * (act2 - y)",
+        "∂L/∂act2 = 2/numel(act2) · (act2 − y)    (N, 1)",
+        "d_act2 = 2.0 / act2.size * (act2 - y)",
     ) in good
-    drifted = source.replace("d_act2 = 2.0 / len(act2)", "d_act2 = 1.0 / len(act2)")
+    drifted = source.replace("d_act2 = 2.0 / act2.size", "d_act2 = 1.0 / act2.size")
     assert (
-        "∂L/∂act2 = 2/N · (act2 − y)    (N, 1)",
-        "d_act2 = 1.0 / len(act2) * (act2 - y)",
+        "∂L/∂act2 = 2/numel(act2) · (act2 − y)    (N, 1)",
+        "d_act2 = 1.0 / act2.size * (act2 - y)",
     ) in [(t, s) for _, t, s in formula_comments(drifted)]
     assert not all(
         (t, s) in known for _, t, s in formula_comments(drifted) if not _exempt(t)

@@ -295,8 +295,8 @@ def test_hinge_module_says_why_it_has_no_nn_class(tmp_path):
     assert "return F.relu(1 - y * s).mean()" in text
     assert "criterion = HingeLoss()" in text
     numpy_text = (folder / "numpy_backprop.py").read_text()
-    assert "# ∂L/∂fc2 = −y ⊙ [1 − y ⊙ fc2 > 0]/N    (N, 1)" in numpy_text
-    assert "d_fc2 = -y * ((1 - y * fc2) > 0) / len(fc2)" in numpy_text
+    assert "# ∂L/∂fc2 = −y ⊙ [1 − y ⊙ fc2 > 0]/numel(fc2)    (N, 1)" in numpy_text
+    assert "d_fc2 = -y * ((1 - y * fc2) > 0) / fc2.size" in numpy_text
 
 
 def test_a_spec_named_like_the_hinge_class_keeps_both_names(tmp_path):
@@ -572,3 +572,125 @@ def test_label_smoothed_networks_agree_across_the_three_files(
         else "label_smoothing=0.1"
     )
     assert f"criterion = nn.CrossEntropyLoss({args})" in text
+
+
+# ------------------------------------------ issue 18: the loss lines' comments
+
+
+def _comment_block_above(source: str, statement_start: str) -> list[str]:
+    """The own-line comments right above the line that starts with ``statement_start``."""
+    lines = source.splitlines()
+    row = next(
+        i for i, line in enumerate(lines) if line.strip().startswith(statement_start)
+    )
+    block = []
+    while lines[row - 1].strip().startswith("#"):
+        row -= 1
+        block.insert(0, lines[row].strip().removeprefix("# "))
+    return block
+
+
+@pytest.mark.parametrize(
+    "name", ["sgd_nesterov", "spiral", "circles", "micrograd", "xor", "spiral_dropout"]
+)
+def test_loss_comments_are_printed_from_the_expression_of_their_line(name):
+    """The comments above ``loss = …`` in the gallery's manual files are the
+    context's, which prints them from the same IR as the line: the textbook's
+    formula first, then how PyTorch evaluates it (where it differs) and why."""
+    import ast
+
+    from mlpgen.autodiff import loss_ctx
+    from mlpgen.compiler import build
+    from mlpgen.emit import context
+    from mlpgen.expr import Sym, math_text
+
+    from .conftest import ROOT
+
+    prog = build(ROOT / "specs" / f"{name}.yaml")
+    ctx = context(prog)
+    loss = LOSSES[prog.net.spec.loss.type]
+    lctx = loss_ctx(prog.net, Sym("out"))
+    for xp, file in (("np", "numpy_backprop.py"), ("torch", "torch_manual.py")):
+        record = ctx["code"][xp]["loss_line"]
+        source = (ROOT / "generated" / name / file).read_text()
+        assert _comment_block_above(source, "loss = ") == record["comments"], file
+        tree = ast.parse(source)
+        fn = next(
+            n
+            for n in tree.body
+            if isinstance(n, ast.FunctionDef) and n.name == "loss_fn"
+        )
+        assign = next(n for n in fn.body if isinstance(n, ast.Assign))
+        assert ast.unparse(assign.value) == ast.unparse(
+            ast.parse(record["code"]).body[0].value
+        )
+        evaluated = math_text(loss.value(lctx))
+        if loss.textbook is not None and loss.textbook(lctx) is not None:
+            assert record["comments"][0].startswith(
+                f"L = {math_text(loss.textbook(lctx))}"
+            )
+            assert record["comments"][1].endswith(f"as {evaluated},")
+            assert record["comments"][2].startswith("because ")
+        else:
+            assert record["comments"][0].startswith(f"L = {evaluated}")
+        if prog.net.spec.loss.l2 is not None:
+            assert "Σ p² over" in record["comments"][0]
+
+
+def test_bce_reads_textbook_first_then_torch_with_its_reason():
+    from mlpgen.compiler import build
+    from mlpgen.emit import context
+
+    from .conftest import ROOT
+
+    ctx = context(build(ROOT / "specs" / "sgd_nesterov.yaml"))
+    assert ctx["code"]["np"]["loss_line"]["comments"] == [
+        "L = mean(−(y ⊙ log(out) + (1 − y) ⊙ log(1 − out)))",
+        "PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 + −out), −100) − y ⊙ max(log(out), −100)),",
+        "because log 0 = −∞: each log is clamped at −100, so that a probability that",
+        "saturated to exactly 0 or 1 gives a finite loss",
+    ]
+    grad = next(
+        line for line in ctx["code"]["np"]["backward"] if line["target"] == "d_prob"
+    )
+    assert grad["comments"][-1] == (
+        "∂L/∂prob = (prob − y)/max((1 − prob) ⊙ prob, ε)/numel(prob)    (N, 1)"
+    )
+    assert (
+        "the textbook's: ∂L/∂prob = (prob − y)/((1 − prob) ⊙ prob)/numel(prob);"
+        in grad["comments"]
+    )
+
+
+def test_l2_term_is_in_the_grad_of_headers_and_the_weighted_broadcast_is_shown():
+    from mlpgen.compiler import build
+    from mlpgen.emit import context
+
+    from .conftest import ROOT
+
+    lines = context(build(ROOT / "specs" / "spiral.yaml"))["code"]["np"]["backward"]
+    comments = [c for line in lines for c in line["comments"]]
+    assert (
+        "Grad of: scores = act @ scores.weightᵀ + scores.bias, and of the l2 term "
+        "0.001·Σ scores.weight²"
+    ) in comments
+    assert comments[0].endswith("+ 0.001·Σ p² over the weights")
+    weighted = context(build(ROOT / "specs" / "spiral_dropout.yaml"))["code"]["np"][
+        "backward"
+    ]
+    assert weighted[0]["comments"][-1] == (
+        "∂L/∂scores = (softmax(scores) − onehot(y)) ⊙ (w[y]/Σ w[y])[:, None]    (N, 3)"
+    )
+
+
+def test_mse_gradient_divides_by_numel_everywhere():
+    from mlpgen.compiler import build
+    from mlpgen.emit import context
+
+    from .conftest import ROOT
+
+    for name, out in (("xor", "act2"), ("softmax_mse", "probs")):
+        ctx = context(build(ROOT / "specs" / f"{name}.yaml"))
+        first = ctx["code"]["np"]["backward"][0]
+        assert f"/numel({out})" in first["comments"][-1], name
+        assert f"{out}.size" in first["code"] and "len(" not in first["code"], name

@@ -103,8 +103,10 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean((1 − y) ⊙ out − ((pw − 1) ⊙ y + 1) ⊙ log σ(out))"""
-    return mean((1 - y) * out - ((POS_WEIGHT - 1) * y + 1) * logsigmoid(out))
+    """The loss of a batch: a number."""
+    # L = mean((1 − y) ⊙ out − ((pw − 1) ⊙ y + 1) ⊙ log σ(out))
+    loss = mean((1 - y) * out - ((POS_WEIGHT - 1) * y + 1) * logsigmoid(out))
+    return loss
 
 
 def backward(params, cache, y):
@@ -114,10 +116,10 @@ def backward(params, cache, y):
     x, hidden, act, logit = cache["x"], cache["hidden"], cache["act"], cache["logit"]
     grads = {}
     # Grad of: L = mean((1 − y) ⊙ logit − ((pw − 1) ⊙ y + 1) ⊙ log σ(logit))
-    # ∂L/∂logit = (σ(logit) ⊙ ((pw − 1) ⊙ y + 1) − pw ⊙ y)/N    (N, 1)
-    d_logit = (sigmoid(logit) * ((POS_WEIGHT - 1) * y + 1) - POS_WEIGHT * y) / len(
-        logit
-    )
+    # ∂L/∂logit = (σ(logit) ⊙ ((pw − 1) ⊙ y + 1) − pw ⊙ y)/numel(logit)    (N, 1)
+    d_logit = (
+        sigmoid(logit) * ((POS_WEIGHT - 1) * y + 1) - POS_WEIGHT * y
+    ) / logit.size
     # Grad of: logit = act @ logit.weightᵀ + logit.bias
     # ∂L/∂logit.weight = (∂L/∂logit)ᵀ @ act    (1, 16)
     grads["logit.weight"] = d_logit.T @ act

@@ -106,8 +106,13 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean((1 − y) ⊙ out − log σ(out))"""
-    return mean((1 - y) * out - logsigmoid(out))
+    """The loss of a batch: a number."""
+    # L = mean(−(y ⊙ log(σ(out)) + (1 − y) ⊙ log(1 − σ(out))))
+    # PyTorch evaluates it as mean((1 − y) ⊙ out − log σ(out)),
+    # because log(1 − σ(z)) = log σ(z) − z, and log σ(z) = min(z, 0) − log(1 +
+    # exp(−|z|)) never overflows nor takes the log of a σ that rounded to 0
+    loss = mean((1 - y) * out - logsigmoid(out))
+    return loss
 
 
 def backward(params, cache, y):
@@ -116,9 +121,12 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, act, logit = cache["x"], cache["act"], cache["logit"]
     grads = {}
-    # Grad of: L = mean((1 − y) ⊙ logit − log σ(logit))
-    # ∂L/∂logit = (σ(logit) − y)/N    (N, 1)
-    d_logit = (sigmoid(logit) - y) / len(logit)
+    # Grad of: L = mean(−(y ⊙ log(σ(logit)) + (1 − y) ⊙ log(1 − σ(logit))))
+    # PyTorch evaluates it as mean((1 − y) ⊙ logit − log σ(logit)),
+    # because log(1 − σ(z)) = log σ(z) − z, and log σ(z) = min(z, 0) − log(1 +
+    # exp(−|z|)) never overflows nor takes the log of a σ that rounded to 0
+    # ∂L/∂logit = (σ(logit) − y)/numel(logit)    (N, 1)
+    d_logit = (sigmoid(logit) - y) / logit.size
     # Grad of: logit = act @ logit.weightᵀ + logit.bias
     # ∂L/∂logit.weight = (∂L/∂logit)ᵀ @ act    (1, 8)
     grads["logit.weight"] = d_logit.T @ act

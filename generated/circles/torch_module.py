@@ -100,7 +100,7 @@ criterion = nn.BCEWithLogitsLoss()
 
 
 def loss_fn(out, y):
-    """L = mean((1 − y) ⊙ out − log σ(out))"""
+    """L = mean(−(y ⊙ log(σ(out)) + (1 − y) ⊙ log(1 − σ(out))))"""
     return criterion(out, y)
 
 

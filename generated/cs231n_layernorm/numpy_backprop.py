@@ -171,8 +171,14 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean(logsumexp(out) − out[n, yₙ])"""
-    return mean(logsumexp(out) - out[np.arange(len(y)), y])
+    """The loss of a batch: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = mean(logsumexp(out) - out[np.arange(len(y)), y])
+    return loss
 
 
 def backward(params, cache, y):
@@ -190,7 +196,11 @@ def backward(params, cache, y):
         cache["ln2.xhat"],
     )
     grads = {}
-    # Grad of: L = mean(logsumexp(fc3) − fc3[n, yₙ])
+    # Grad of: L = mean(−log(softmax(fc3))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(fc3) − fc3[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂fc3 = (softmax(fc3) − onehot(y))/N    (N, 3)
     d_fc3 = (softmax(fc3) - np.eye(3, dtype=DTYPE)[y]) / len(fc3)
     # Grad of: fc3 = relu2 @ fc3.weightᵀ + fc3.bias

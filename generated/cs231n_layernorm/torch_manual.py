@@ -158,8 +158,14 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean(logsumexp(out) − out[n, yₙ])"""
-    return torch.mean(torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
+    """The loss of a batch: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = torch.mean(torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
+    return loss
 
 
 def backward(params, cache, y):
@@ -177,7 +183,11 @@ def backward(params, cache, y):
         cache["ln2.xhat"],
     )
     grads = {}
-    # Grad of: L = mean(logsumexp(fc3) − fc3[n, yₙ])
+    # Grad of: L = mean(−log(softmax(fc3))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(fc3) − fc3[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂fc3 = (softmax(fc3) − onehot(y))/N    (N, 3)
     d_fc3 = (torch.softmax(fc3, dim=1) - F.one_hot(y, 3).to(DTYPE)) / len(fc3)
     # Grad of: fc3 = relu2 @ fc3.weightᵀ + fc3.bias

@@ -95,7 +95,7 @@ criterion = nn.CrossEntropyLoss()
 
 
 def loss_fn(out, y):
-    """L = mean(logsumexp(out) − out[n, yₙ])"""
+    """L = mean(−log(softmax(out))[n, yₙ])"""
     return criterion(out, y)
 
 

@@ -89,10 +89,12 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = Σ (w[y] ⊙ −out[n, yₙ])/Σ w[y]"""
-    return (CLASS_WEIGHT[y] * -out[torch.arange(len(y)), y]).sum() / CLASS_WEIGHT[
+    """The loss of a batch: a number."""
+    # L = Σ (w[y] ⊙ −out[n, yₙ])/Σ w[y]
+    loss = (CLASS_WEIGHT[y] * -out[torch.arange(len(y)), y]).sum() / CLASS_WEIGHT[
         y
     ].sum()
+    return loss
 
 
 def backward(params, cache, y):
@@ -102,7 +104,7 @@ def backward(params, cache, y):
     x, hidden, act, logp = cache["x"], cache["hidden"], cache["act"], cache["logp"]
     grads = {}
     # Grad of: L = Σ (w[y] ⊙ −logp[n, yₙ])/Σ w[y]
-    # ∂L/∂logp = −onehot(y) ⊙ (w[y]/Σ w[y])    (N, 3)
+    # ∂L/∂logp = −onehot(y) ⊙ (w[y]/Σ w[y])[:, None]    (N, 3)
     d_logp = (
         -F.one_hot(y, 3).to(DTYPE) * (CLASS_WEIGHT[y] / CLASS_WEIGHT[y].sum())[:, None]
     )

@@ -82,7 +82,7 @@ criterion = nn.CrossEntropyLoss()
 
 
 def loss_fn(out, y, model):
-    """L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over all parameters"""
+    """L = mean(−log(softmax(out))[n, yₙ]) + 0.001·Σ p² over all parameters"""
     return criterion(out, y) + 0.001 * sum((p**2).sum() for p in model.parameters())
 
 

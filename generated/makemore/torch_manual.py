@@ -157,8 +157,14 @@ def forward(params, buffers, x, training=False):
 
 
 def loss_fn(out, y):
-    """L = mean(logsumexp(out) − out[n, yₙ])"""
-    return torch.mean(torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
+    """The loss of a batch: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = torch.mean(torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
+    return loss
 
 
 def backward(params, cache, y):
@@ -174,7 +180,11 @@ def backward(params, cache, y):
         cache["bn.xhat"],
     )
     grads = {}
-    # Grad of: L = mean(logsumexp(logits) − logits[n, yₙ])
+    # Grad of: L = mean(−log(softmax(logits))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(logits) − logits[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂logits = (softmax(logits) − onehot(y))/N    (N, 27)
     d_logits = (torch.softmax(logits, dim=1) - F.one_hot(y, 27).to(DTYPE)) / len(logits)
     # Grad of: logits = h @ logits.weightᵀ + logits.bias

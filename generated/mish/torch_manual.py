@@ -77,8 +77,10 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean((out − y)²)"""
-    return torch.mean((out - y) ** 2)
+    """The loss of a batch: a number."""
+    # L = mean((out − y)²)
+    loss = torch.mean((out - y) ** 2)
+    return loss
 
 
 def backward(params, cache, y):
@@ -88,8 +90,8 @@ def backward(params, cache, y):
     x, fc1, act1, fc2 = cache["x"], cache["fc1"], cache["act1"], cache["fc2"]
     grads = {}
     # Grad of: L = mean((fc2 − y)²)
-    # ∂L/∂fc2 = 2/N · (fc2 − y)    (N, 1)
-    d_fc2 = 2.0 / len(fc2) * (fc2 - y)
+    # ∂L/∂fc2 = 2/numel(fc2) · (fc2 − y)    (N, 1)
+    d_fc2 = 2.0 / fc2.numel() * (fc2 - y)
     # Grad of: fc2 = act1 @ fc2.weightᵀ + fc2.bias
     # ∂L/∂fc2.weight = (∂L/∂fc2)ᵀ @ act1    (1, 16)
     grads["fc2.weight"] = d_fc2.T @ act1

@@ -123,8 +123,10 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean((out − y)²)"""
-    return mean((out - y) ** 2)
+    """The loss of a batch: a number."""
+    # L = mean((out − y)²)
+    loss = mean((out - y) ** 2)
+    return loss
 
 
 def backward(params, cache, y):

@@ -80,8 +80,10 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = 0.5 · mean((out − y)²)"""
-    return 0.5 * torch.mean((out - y) ** 2)
+    """The loss of a batch: a number."""
+    # L = 0.5 · mean((out − y)²)
+    loss = 0.5 * torch.mean((out - y) ** 2)
+    return loss
 
 
 def backward(params, cache, y):
@@ -91,8 +93,8 @@ def backward(params, cache, y):
     x, act1, out_id = cache["x"], cache["act1"], cache["out_id"]
     grads = {}
     # Grad of: L = 0.5 · mean((out_id − y)²)
-    # ∂L/∂out_id = 1/N · (out_id − y)    (N, 1)
-    d_out_id = 1.0 / len(out_id) * (out_id - y)
+    # ∂L/∂out_id = 1/numel(out_id) · (out_id − y)    (N, 1)
+    d_out_id = 1.0 / out_id.numel() * (out_id - y)
     # Grad of: out_id = fc2
     # ∂L/∂fc2 = ∂L/∂out_id    (N, 1)
     d_fc2 = d_out_id

@@ -104,8 +104,13 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean((y − 1) ⊙ max(log(1 + −out), −100) − y ⊙ max(log(out), −100))"""
-    return mean((y - 1) * clamped_log1p(-out) - y * clamped_log(out))
+    """The loss of a batch: a number."""
+    # L = mean(−(y ⊙ log(out) + (1 − y) ⊙ log(1 − out)))
+    # PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 + −out), −100) − y ⊙ max(log(out), −100)),
+    # because log 0 = −∞: each log is clamped at −100, so that a probability that
+    # saturated to exactly 0 or 1 gives a finite loss
+    loss = mean((y - 1) * clamped_log1p(-out) - y * clamped_log(out))
+    return loss
 
 
 def backward(params, cache, y):
@@ -114,9 +119,16 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, act, prob = cache["x"], cache["act"], cache["prob"]
     grads = {}
-    # Grad of: L = mean((y − 1) ⊙ max(log(1 + −prob), −100) − y ⊙ max(log(prob), −100))
-    # ∂L/∂prob = (prob − y)/max((1 − prob) ⊙ prob, ε)/N    (N, 1)
-    d_prob = (prob - y) / np.maximum((1 - prob) * prob, BCE_EPS) / len(prob)
+    # Grad of: L = mean(−(y ⊙ log(prob) + (1 − y) ⊙ log(1 − prob)))
+    # PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 + −prob), −100) − y ⊙ max(log(prob), −100)),
+    # because log 0 = −∞: each log is clamped at −100, so that a probability that
+    # saturated to exactly 0 or 1 gives a finite loss
+    # the textbook's: ∂L/∂prob = (prob − y)/((1 − prob) ⊙ prob)/numel(prob);
+    # PyTorch computes it as below, because a probability of exactly 0 or 1 would
+    # divide by 0: the denominator is bounded below by ε = BCE_EPS, 1e−12 rounded to
+    # float32
+    # ∂L/∂prob = (prob − y)/max((1 − prob) ⊙ prob, ε)/numel(prob)    (N, 1)
+    d_prob = (prob - y) / np.maximum((1 - prob) * prob, BCE_EPS) / prob.size
     # Grad of: prob = σ(fc_out)
     # ∂L/∂fc_out = ∂L/∂prob ⊙ (1 − prob) ⊙ prob    (N, 1)
     d_fc_out = d_prob * (1 - prob) * prob

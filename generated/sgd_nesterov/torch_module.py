@@ -90,7 +90,7 @@ criterion = nn.BCELoss()
 
 
 def loss_fn(out, y):
-    """L = mean((y − 1) ⊙ max(log(1 + −out), −100) − y ⊙ max(log(out), −100))"""
+    """L = mean(−(y ⊙ log(out) + (1 − y) ⊙ log(1 − out)))"""
     return criterion(out, y)
 
 

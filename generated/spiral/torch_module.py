@@ -96,7 +96,7 @@ criterion = nn.CrossEntropyLoss()
 
 
 def loss_fn(out, y, model):
-    """L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over the weights"""
+    """L = mean(−log(softmax(out))[n, yₙ]) + 0.001·Σ p² over the weights"""
     return criterion(out, y) + 0.001 * sum(
         (p**2).sum() for name, p in model.named_parameters() if name.endswith(".weight")
     )

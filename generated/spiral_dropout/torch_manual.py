@@ -118,10 +118,12 @@ def forward(params, x, training=False, dropout_rng=None):
 
 
 def loss_fn(out, y):
-    """L = Σ (w[y] ⊙ (logsumexp(out) − out[n, yₙ]))/Σ w[y]"""
-    return (
+    """The loss of a batch: a number."""
+    # L = Σ (w[y] ⊙ (logsumexp(out) − out[n, yₙ]))/Σ w[y]
+    loss = (
         CLASS_WEIGHT[y] * (torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
     ).sum() / CLASS_WEIGHT[y].sum()
+    return loss
 
 
 def backward(params, cache, y):
@@ -137,7 +139,7 @@ def backward(params, cache, y):
     )
     grads = {}
     # Grad of: L = Σ (w[y] ⊙ (logsumexp(scores) − scores[n, yₙ]))/Σ w[y]
-    # ∂L/∂scores = (softmax(scores) − onehot(y)) ⊙ (w[y]/Σ w[y])    (N, 3)
+    # ∂L/∂scores = (softmax(scores) − onehot(y)) ⊙ (w[y]/Σ w[y])[:, None]    (N, 3)
     d_scores = (torch.softmax(scores, dim=1) - F.one_hot(y, 3).to(DTYPE)) * (
         CLASS_WEIGHT[y] / CLASS_WEIGHT[y].sum()
     )[:, None]

@@ -138,8 +138,14 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean(logsumexp(out) − out[n, yₙ])"""
-    return mean(logsumexp(out) - out[np.arange(len(y)), y])
+    """The loss of a batch: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = mean(logsumexp(out) - out[np.arange(len(y)), y])
+    return loss
 
 
 def backward(params, cache, y):
@@ -155,7 +161,11 @@ def backward(params, cache, y):
         cache["scores"],
     )
     grads = {}
-    # Grad of: L = mean(logsumexp(scores) − scores[n, yₙ])
+    # Grad of: L = mean(−log(softmax(scores))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(scores) − scores[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂scores = (softmax(scores) − onehot(y))/N    (N, 3)
     d_scores = (softmax(scores) - np.eye(3, dtype=DTYPE)[y]) / len(scores)
     # Grad of: scores = joined @ scores.weightᵀ + scores.bias

@@ -100,8 +100,14 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean(logsumexp(out) − out[n, yₙ])"""
-    return torch.mean(torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
+    """The loss of a batch: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = torch.mean(torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y])
+    return loss
 
 
 def backward(params, cache, y):
@@ -116,7 +122,11 @@ def backward(params, cache, y):
         cache["scores"],
     )
     grads = {}
-    # Grad of: L = mean(logsumexp(scores) − scores[n, yₙ])
+    # Grad of: L = mean(−log(softmax(scores))[n, yₙ])
+    # PyTorch evaluates it as mean(logsumexp(scores) − scores[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂scores = (softmax(scores) − onehot(y))/N    (N, 4)
     d_scores = (torch.softmax(scores, dim=1) - F.one_hot(y, 4).to(DTYPE)) / len(scores)
     # Grad of: scores = joined @ scores.weightᵀ + scores.bias

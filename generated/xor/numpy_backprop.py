@@ -76,8 +76,10 @@ def forward(params, x):
 
 
 def loss_fn(out, y):
-    """L = mean((out − y)²)"""
-    return mean((out - y) ** 2)
+    """The loss of a batch: a number."""
+    # L = mean((out − y)²)
+    loss = mean((out - y) ** 2)
+    return loss
 
 
 def backward(params, cache, y):
@@ -87,8 +89,8 @@ def backward(params, cache, y):
     x, act1, act2 = cache["x"], cache["act1"], cache["act2"]
     grads = {}
     # Grad of: L = mean((act2 − y)²)
-    # ∂L/∂act2 = 2/N · (act2 − y)    (N, 1)
-    d_act2 = 2.0 / len(act2) * (act2 - y)
+    # ∂L/∂act2 = 2/numel(act2) · (act2 − y)    (N, 1)
+    d_act2 = 2.0 / act2.size * (act2 - y)
     # Grad of: act2 = σ(fc2)
     # ∂L/∂fc2 = ∂L/∂act2 ⊙ (1 − act2) ⊙ act2    (N, 1)
     d_fc2 = d_act2 * (1 - act2) * act2
