@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import sympy
 
-from .expr import Const, Expr, Sym, call, torch_code
+from .expr import Const, Expr, Sym, call, math_text, numpy_code, torch_code
 
 X = sympy.Symbol("x", real=True)  # the layer's input, element by element
 Y = sympy.Symbol("y", real=True)  # the layer's saved output, f(x)
@@ -247,14 +247,91 @@ def parse(text: str) -> sympy.Expr:
 
 @lru_cache(maxsize=256)
 def derive(text: str) -> tuple[sympy.Expr, sympy.Expr]:
-    """(f, f′) for the formula ``text``; f′ reads ``Y`` where it contains f itself."""
+    """(f, f′) for the formula ``text``; f′ reads ``Y`` where it contains f itself,
+    and is the shortest of sympy's derivative as the rules give it, factored,
+    and over one denominator (``abs(x)/(1 + abs(x))``: sign(x)/(1 + |x|)², not
+    sign(x)/(1 + |x|) − |x|·sign(x)/(1 + |x|)²). Ties keep the rules' form, and
+    a form with a leading minus loses to one without."""
     f = parse(text)
     df = sympy.diff(f, X)
     if df.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
         raise ExprError("its derivative divides by zero")
+    candidates = [df]
+    for rewrite in (sympy.factor, sympy.together):
+        try:
+            candidates.append(rewrite(df))
+        except (sympy.PolynomialError, TypeError, ValueError, RecursionError):
+            pass
     if not f.is_Symbol:
-        df = df.xreplace({f: Y})
-    return f, df
+        candidates = [c.xreplace({f: Y}) for c in candidates]
+    candidates = [
+        _tidy(c)
+        for c in candidates
+        if not c.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
+    ]
+
+    def cost(item):
+        i, c = item
+        return (sympy.count_ops(c), bool(c.could_extract_minus_sign()), i)
+
+    return f, min(enumerate(candidates), key=cost)[1]
+
+
+def _tidy(e: sympy.Expr) -> sympy.Expr:
+    """−(a − b)·c as (b − a)·c: a product's minus sign taken into a sum it has."""
+    if not e.is_Mul:
+        return e
+    coeff, rest = e.as_coeff_Mul()
+    factors = list(sympy.Mul.make_args(rest))
+    i = next((i for i, f in enumerate(factors) if f.is_Add), None)
+    if coeff >= 0 or i is None:
+        return e
+    factors[i] = sympy.expand(-factors[i], deep=False)
+    return sympy.Mul(-coeff, *factors)
+
+
+# the name of a shared piece of f′ in the generated code, by its function
+SHORT = {"exp": "e", "tanh": "t", "sigmoid": "s", "log": "l", "sqrt": "r", "abs": "a"}
+
+
+@lru_cache(maxsize=256)
+def shared(text: str) -> tuple[tuple[tuple[sympy.Symbol, sympy.Expr], ...], sympy.Expr]:
+    """f′ with each function application it uses more than once computed once:
+    (the pieces in order, each a (symbol, expression) over x, y and the pieces
+    before it; f′ over them). sympy's ``cse`` finds the repeated subexpressions;
+    sums and products among them are written out again (cheap, and the line
+    reads as the formula), function applications stay shared."""
+    _, df = derive(text)
+    pieces, (reduced,) = sympy.cse(
+        df, symbols=sympy.numbered_symbols("_u"), order="none"
+    )
+    kept: list[tuple[sympy.Symbol, sympy.Expr]] = []
+    back: dict[sympy.Symbol, sympy.Expr] = {}
+    for s, e in pieces:
+        e = e.xreplace(back)
+        if isinstance(e, (_Fn, sympy.log)):
+            kept.append((s, e))
+        else:
+            back[s] = e
+    reduced = reduced.xreplace(back)
+    while True:  # a piece used once, now that sums are written out, goes back in
+        exprs = [e for _, e in kept] + [reduced]
+        once = next(
+            ((s, e) for s, e in kept if sum(_uses(x, s) for x in exprs) < 2),
+            None,
+        )
+        if once is None:
+            return tuple(kept), reduced
+        kept.remove(once)
+        kept = [(s, e.xreplace({once[0]: once[1]})) for s, e in kept]
+        reduced = reduced.xreplace({once[0]: once[1]})
+
+
+def _uses(e: sympy.Expr, s: sympy.Symbol) -> int:
+    """How many times the symbol ``s`` appears in ``e`` (x² counts once)."""
+    if e == s:
+        return 1
+    return sum(_uses(a, s) for a in e.args)
 
 
 def check(text: str) -> str:
@@ -356,9 +433,126 @@ def vjp_ir(text: str, x: Expr, y: Expr, g: Expr) -> Expr:
     return d * g if isinstance(d, Const) else g * d
 
 
+def vjp(c) -> Expr:
+    """∂L/∂x = g · f′(x) for the layer of the rule context ``c`` (``ops.Ctx``),
+    each shared piece of f′ on a line of its own before it (``c.let``): the
+    Mish derivative computes tanh(log(1 + exp(x))) and exp(x) once each."""
+    pieces, reduced = shared(c.a.expr)
+    symbols: dict[sympy.Symbol, Expr] = {X: c.x, Y: c.y}
+    taken: dict[str, int] = {}
+    for s, e in pieces:
+        short = SHORT.get(getattr(e, "ir", "") or "log", "u")
+        taken[short] = taken.get(short, 0) + 1
+        name = short if taken[short] == 1 else f"{short}{taken[short]}"
+        symbols[s] = c.let(name, to_ir(e, symbols), ("N", c.out_features))
+    d = to_ir(reduced, symbols)
+    return d * c.g if isinstance(d, Const) else c.g * d
+
+
 def torch_forward(text: str, x: Expr) -> str:
     """f(x) in torch operations for the nn.Module, whose autograd then checks f′."""
     # the module file imports ``nn`` but not ``F``
     return torch_code(forward_ir(text, x)).replace(
         "F.softplus(", "nn.functional.softplus("
     )
+
+
+# ------------------------------------------------------------- for the page
+
+
+def shared_math(text: str) -> str:
+    """f′(x) as the generated code computes it, in math: "f′(x) = … with e =
+    exp(x), t = … computed once each" (or just f′ when nothing is shared)."""
+    pieces, reduced = shared(text)
+    symbols: dict[sympy.Symbol, Expr] = {X: Sym("x"), Y: Sym("y")}
+    names = []
+    taken: dict[str, int] = {}
+    for s, e in pieces:
+        short = SHORT.get(getattr(e, "ir", "") or "log", "u")
+        taken[short] = taken.get(short, 0) + 1
+        name = short if taken[short] == 1 else f"{short}{taken[short]}"
+        names.append(f"{name} = {math_text(to_ir(e, symbols))}")
+        symbols[s] = Sym(name)
+    d = math_text(to_ir(reduced, symbols))
+    if not names:
+        return f"f′(x) = {d}"
+    return f"f′(x) = {d}, with {' and '.join(names)}, each computed once"
+
+
+def overflow(text: str, dtype: str) -> dict[str, float]:
+    """Where the formula as written stops giving finite numbers in ``dtype``
+    (``float64``/``float32``), found by evaluating the generated NumPy code: for
+    "f" and "f′", the input nearest 0 from which on it is ∞ or nan, on the side
+    where that happens first ({} when it stays finite for |x| ≤ 1e6). A side
+    where f or f′ is not finite already at |x| = 1 (log(x) below 0), or becomes
+    nan without an overflow (x**x below −1), is outside a domain, not an
+    overflow: left to ``mlpgen check``'s warnings."""
+    import numpy as np  # only for specs with an activation layer
+
+    from .expr import numpy_helpers
+
+    env: dict = {"np": np, "math": math}
+    for source in numpy_helpers(set(FUNCTIONS) & set(_IR_FUNCTIONS)):
+        exec(source, env)  # noqa: S102 (the generated files' own helper definitions)
+    x_, y_ = Sym("x"), Sym("y")
+    f_code = numpy_code(forward_ir(text, x_))
+    df_code = numpy_code(derivative_ir(text, x_, y_))
+    kind = np.dtype(dtype).type
+
+    def bad(xs) -> tuple:
+        x = np.asarray(xs, dtype=kind)
+        with np.errstate(all="ignore"):
+            y = np.broadcast_to(eval(f_code, env, {"x": x}), x.shape)
+            d = np.broadcast_to(eval(df_code, env, {"x": x, "y": y}), x.shape)
+        return ~np.isfinite(y), ~np.isfinite(d)
+
+    found: dict[str, float] = {}
+    grid = np.geomspace(1.0, 1e6, 4001)
+    for sign in (1.0, -1.0):
+        fy, fd = bad(sign * grid)
+        for key, mask in (("f", fy), ("f′", fd)):
+            if mask[0] or not mask.any():
+                continue
+            i = int(np.argmax(mask))
+            lo, hi = grid[i - 1], grid[i]
+            for _ in range(80):  # bisection: lo finite, hi not
+                mid = (lo + hi) / 2
+                if bad([sign * mid])[0 if key == "f" else 1][0]:
+                    hi = mid
+                else:
+                    lo = mid
+            at = sign * hi
+            try:  # ∞ or nan there because a step overflowed, not outside a domain
+                with np.errstate(over="raise", invalid="ignore", divide="ignore"):
+                    y = eval(f_code, env, {"x": np.asarray([at], dtype=kind)})
+                    if key == "f′":
+                        eval(df_code, env, {"x": np.asarray([at], dtype=kind), "y": y})
+                continue
+            except FloatingPointError:
+                pass
+            if key not in found or abs(at) < abs(found[key]):
+                found[key] = at
+    return {k: float(v) for k, v in found.items()}
+
+
+def writes_softplus_out(text: str) -> bool:
+    """Whether the formula has log(1 + exp(u)), which softplus(u) computes
+    without overflowing."""
+    return any(
+        isinstance(a, Log) and isinstance(a.args[0] - 1, Exp)
+        for a in sympy.preorder_traversal(parse(text))
+    )
+
+
+_IR_FUNCTIONS = (
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "softplus",
+    "erf",
+    "sin",
+    "cos",
+    "abs",
+)

@@ -18,10 +18,6 @@ IMPLEMENTATIONS = ("numpy_backprop", "torch_manual", "torch_module")
 # |a − b| <= rtol·|b| + mtol·max|b| + atol, per the contract (generated-code.md)
 TOLERANCES = {"float64": (1e-10, 1e-13, 1e-12), "float32": (1e-4, 1e-5, 0.0)}
 QUANTITIES = ("x", "y", "out0", "init", "grads0", "step0", "losses", "final")
-# The training loop's own records, in the dumps of specs that have them: the
-# learning rate of every step (train.schedule) and the monitored value of every
-# epoch (history/, train.early_stopping).
-LOOP_QUANTITIES = ("lrs", "history")
 # Over many steps training can amplify rounding (an adaptive optimizer divides a
 # gradient that is zero in exact arithmetic, i.e. rounding noise, by its own
 # running size): losses and final/ are then judged against the network's own
@@ -118,6 +114,31 @@ def compare(dumps: dict, dtype: str) -> list[tuple[str, str, float, float]]:
                 d, r = violation(other[k], ref[k], dtype)
                 worst_diff, worst_ratio = max(worst_diff, d), max(worst_ratio, r)
             rows.append((q, impl, worst_diff, worst_ratio))
+    return rows
+
+
+# The training loop's own records, in the dumps of specs that have them: the
+# learning rate of every step (train.schedule) and the monitored value of every
+# epoch (history/, train.early_stopping). Same tolerances as the rest.
+LOOP_QUANTITIES = ("lrs", "history")
+
+
+def loop_rows(dumps: dict, dtype: str) -> list[tuple[str, str, float, float]]:
+    """compare()'s rows for LOOP_QUANTITIES, those the reference dump has."""
+    ref = dumps["numpy_backprop"]
+    rows = []
+    for q in LOOP_QUANTITIES:
+        keys = sorted(k for k in ref if k == q or k.startswith(q + "/"))
+        if not keys:
+            continue
+        for impl in IMPLEMENTATIONS[1:]:
+            found = [
+                violation(dumps[impl][k], ref[k], dtype)
+                if k in dumps[impl]
+                else (float("inf"),) * 2
+                for k in keys
+            ]
+            rows.append((q, impl, max(d for d, _ in found), max(r for _, r in found)))
     return rows
 
 

@@ -9,6 +9,7 @@ replaces the old one only when everything in it was written.
 
 from __future__ import annotations
 
+import textwrap
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +22,12 @@ from .spec import class_name
 from .text import comment, docstring, markdown, shell_word, table_cell
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PY_FILES = ("numpy_backprop.py", "torch_manual.py", "torch_module.py", "test_crosscheck.py")
+PY_FILES = (
+    "numpy_backprop.py",
+    "torch_manual.py",
+    "torch_module.py",
+    "test_crosscheck.py",
+)
 
 
 class _TemplateCache(jinja2.FileSystemBytecodeCache):
@@ -75,7 +81,9 @@ def _init_note(pi) -> str:
     init = keys.init if p.name == "weight" else keys.bias_init
     fan_in, fan_out = layer.in_features[0], layer.out_features
     s = init.scheme
-    shape = "(" + ", ".join(map(str, p.shape)) + ("," if len(p.shape) == 1 else "") + ")"
+    shape = (
+        "(" + ", ".join(map(str, p.shape)) + ("," if len(p.shape) == 1 else "") + ")"
+    )
     if s == "torch_default":
         how = f"U(−1/√fan_in, +1/√fan_in) with fan_in = {fan_in}"
     elif s == "uniform":
@@ -85,7 +93,11 @@ def _init_note(pi) -> str:
     elif s in ("zeros", "constant"):
         how = f"all {p.draw.a}"
     elif s.startswith("xavier"):
-        form = "U(±gain·√(6/(fan_in + fan_out)))" if s.endswith("uniform") else "N(0, gain·√(2/(fan_in + fan_out)))"
+        form = (
+            "U(±gain·√(6/(fan_in + fan_out)))"
+            if s.endswith("uniform")
+            else "N(0, gain·√(2/(fan_in + fan_out)))"
+        )
         how = f"{form}, gain = {init.gain}, fan_in = {fan_in}, fan_out = {fan_out}"
     else:
         form = "U(±gain·√(3/fan))" if s.endswith("uniform") else "N(0, gain/√fan)"
@@ -95,7 +107,9 @@ def _init_note(pi) -> str:
 
 def _draw_code(pi) -> str:
     d, shape = pi.param.draw, pi.param.shape
-    shape_code = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    shape_code = (
+        "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    )
     if d.kind == "uniform" and d.scale is not None:
         return f"rng.uniform(-{d.scale}, {d.scale}, {shape_code})"
     if d.kind == "uniform":
@@ -121,7 +135,11 @@ def _optimizer(spec) -> dict:
         has_state = bool(o.momentum)
         torch_class = "SGD"
     elif t in ("adam", "adamw"):
-        constants += [("BETA1", _num(o.betas[0])), ("BETA2", _num(o.betas[1])), ("EPS", _num(o.eps))]
+        constants += [
+            ("BETA1", _num(o.betas[0])),
+            ("BETA2", _num(o.betas[1])),
+            ("EPS", _num(o.eps)),
+        ]
         args += ["betas=(BETA1, BETA2)", "eps=EPS"]
         if o.weight_decay or t == "adamw":
             constants.append(("WEIGHT_DECAY", _num(o.weight_decay)))
@@ -140,8 +158,10 @@ def _optimizer(spec) -> dict:
                 args.append(f"{key}={key.upper()}")
         if o.centered:
             args.append("centered=True")
-        buffers = ["square_avg"] + (["grad_avg"] if o.centered else []) + (
-            ["momentum_buffer"] if o.momentum else []
+        buffers = (
+            ["square_avg"]
+            + (["grad_avg"] if o.centered else [])
+            + (["momentum_buffer"] if o.momentum else [])
         )
         has_state = True
         torch_class = "RMSprop"
@@ -152,6 +172,9 @@ def _optimizer(spec) -> dict:
         "signature": ", ".join(args),
         "buffers": buffers,
         "has_state": has_state,
+        # SGD's momentum buffers are made at their first step: init_optimizer()
+        # reads no parameter then
+        "init_args": "" if t == "sgd" else "params",
         "momentum": getattr(o, "momentum", 0),
         "dampening": getattr(o, "dampening", 0),
         "nesterov": getattr(o, "nesterov", False),
@@ -161,9 +184,146 @@ def _optimizer(spec) -> dict:
     }
 
 
+def _line(code: str, comment: str = "") -> dict:
+    """A line of written-out code, and its comment wrapped to a few short lines."""
+    return {"code": code, "comments": textwrap.wrap(comment, 76)}
+
+
+def _schedule(spec) -> dict | None:
+    """The learning-rate schedule: torch's class, and the same recursion written out.
+
+    torch.optim.lr_scheduler computes each lr from the one before (its
+    ``get_lr``), not from the closed form its documentation gives; the two
+    round differently, so the written-out form follows torch's recursion, with
+    the closed form in its docstring.
+    """
+    s = spec.train.schedule
+    if s is None:
+        return None
+    if s.type == "step":
+        constants = [("STEP_SIZE", str(s.step_size)), ("GAMMA", _num(s.gamma))]
+        args = "step_size=STEP_SIZE, gamma=GAMMA"
+        cls = "StepLR"
+        closed = (
+            f"lr_t = LR·γ^⌊t / step_size⌋ with γ = GAMMA = {s.gamma:g} and step_size = "
+            f"STEP_SIZE = {s.step_size}: the lr is multiplied by γ every {s.step_size} "
+            f"{s.every}s."
+        )
+        lines = [
+            _line(
+                "if t % STEP_SIZE == 0:",
+                "lr_t = γ·lr_{t−1} when t is a multiple of step_size, else lr_{t−1}",
+            ),
+            _line("    return lr * GAMMA"),
+            _line("return lr"),
+        ]
+        start = "LR"
+    elif s.type == "exponential":
+        constants = [("GAMMA", _num(s.gamma))]
+        args = "gamma=GAMMA"
+        cls = "ExponentialLR"
+        closed = f"lr_t = LR·γᵗ with γ = GAMMA = {s.gamma:g}."
+        lines = [_line("return lr * GAMMA", "lr_t = γ·lr_{t−1}")]
+        start = "LR"
+    elif s.type == "cosine":
+        constants = [("T_MAX", str(s.t_max)), ("ETA_MIN", _num(s.eta_min))]
+        args = "T_max=T_MAX, eta_min=ETA_MIN"
+        cls = "CosineAnnealingLR"
+        closed = (
+            "lr_t = η_min + (LR − η_min)·(1 + cos(π·t / T_max)) / 2 with "
+            f"T_max = T_MAX = {s.t_max} and η_min = ETA_MIN = {s.eta_min:g}: half a "
+            f"cosine from LR down to η_min over {s.t_max} {s.every}s, then back up "
+            "(the closed form of torch's documentation; the lines below are its "
+            "recursive get_lr(), which rounds differently)."
+        )
+        lines = [
+            _line(
+                "if (t - 1 - T_MAX) % (2 * T_MAX) == 0:",
+                "just past a minimum of the cosine (t − 1 = T_max, 3·T_max, …) the ratio "
+                "below would divide by 1 + cos(π) = 0: torch steps up by the closed "
+                "form's difference instead, lr_t = lr_{t−1} + (LR − η_min)·(1 − cos(π/T_max)) / 2",
+            ),
+            _line(
+                "    return lr + (LR - ETA_MIN) * (1 - math.cos(math.pi / T_MAX)) / 2"
+            ),
+            _line(
+                "return (1 + math.cos(math.pi * t / T_MAX)) / (1 + math.cos(math.pi * (t - 1) / T_MAX)) * (lr - ETA_MIN) + ETA_MIN",
+                "lr_t − η_min = (lr_{t−1} − η_min)·(1 + cos(π·t/T_max)) / (1 + cos(π·(t − 1)/T_max))",
+            ),
+        ]
+        start = "LR"
+    else:  # linear
+        constants = [
+            ("START_FACTOR", _num(s.start_factor)),
+            ("END_FACTOR", _num(s.end_factor)),
+            ("TOTAL_ITERS", str(s.total_iters)),
+        ]
+        args = (
+            "start_factor=START_FACTOR, end_factor=END_FACTOR, total_iters=TOTAL_ITERS"
+        )
+        cls = "LinearLR"
+        closed = (
+            "lr_t = LR·(s + (e − s)·min(t, total_iters) / total_iters) with "
+            f"s = START_FACTOR = {s.start_factor:g}, e = END_FACTOR = {s.end_factor:g} "
+            f"and total_iters = TOTAL_ITERS = {s.total_iters}: the factor goes in a "
+            f"straight line from s to e over {s.total_iters} {s.every}s, then stays."
+        )
+        lines = [
+            _line("if t > TOTAL_ITERS:", "after total_iters steps the lr stays"),
+            _line("    return lr"),
+            _line(
+                "return lr * (1.0 + (END_FACTOR - START_FACTOR) / (TOTAL_ITERS * START_FACTOR + (t - 1) * (END_FACTOR - START_FACTOR)))",
+                "lr_t = lr_{t−1}·factor_t / factor_{t−1}, written as torch writes it: "
+                "lr_{t−1}·(1 + (e − s) / (total_iters·s + (t − 1)·(e − s)))",
+            ),
+        ]
+        start = "LR * START_FACTOR"
+    return {
+        "type": s.type,
+        "every": s.every,
+        "constants": constants,
+        "torch_class": cls,
+        "signature": f"{cls}(optimizer, {args})",
+        "closed_form": textwrap.wrap(closed, 76),
+        "lines": lines,
+        "start": start,
+    }
+
+
+def _early_stopping(spec) -> dict | None:
+    stop = spec.train.early_stopping
+    if stop is None:
+        return None
+    part, _, metric = stop.monitor.partition("_")
+    return {
+        "monitor": stop.monitor,
+        "part": part,
+        "metric": metric,
+        "higher": metric == "accuracy",  # accuracy improves upwards, a loss downwards
+        "restore": stop.restore_best,
+        "patience": stop.patience,
+    }
+
+
+def _loop_constants(spec) -> list[tuple[str, str]]:
+    t = spec.train
+    schedule = _schedule(spec)
+    out = list(schedule["constants"]) if schedule is not None else []
+    if t.clip_grad_norm is not None:
+        out.append(("MAX_NORM", _num(t.clip_grad_norm)))
+    if t.early_stopping is not None:
+        out.append(("PATIENCE", str(t.early_stopping.patience)))
+        out.append(("MIN_DELTA", _num(t.early_stopping.min_delta)))
+    return out
+
+
 def _lines(lines, printer) -> list[dict]:
     return [
-        {"comments": line.comments, "target": printer(line.target), "code": printer(line.expr)}
+        {
+            "comments": line.comments,
+            "target": printer(line.target),
+            "code": printer(line.expr),
+        }
         for line in lines
     ]
 
@@ -179,8 +339,10 @@ def _blocks(lines, printer) -> list[dict]:
                 blocks.append({"mode": "both", "lines": []})
             blocks[-1]["lines"].append(line)
             continue
-        if not blocks or blocks[-1]["mode"] != "if" or (
-            mode == "train" and blocks[-1]["eval"]
+        if (
+            not blocks
+            or blocks[-1]["mode"] != "if"
+            or (mode == "train" and blocks[-1]["eval"])
         ):
             blocks.append({"mode": "if", "train": [], "eval": []})
         blocks[-1][mode].append(line)
@@ -200,7 +362,9 @@ def _buffer_init(bi, xp: str) -> str:
     b = bi.buffer
     if b.dtype == "int64":
         return f"{xp}.tensor(0)" if xp == "torch" else "np.array(0)"
-    shape = "(" + ", ".join(map(str, b.shape)) + ("," if len(b.shape) == 1 else "") + ")"
+    shape = (
+        "(" + ", ".join(map(str, b.shape)) + ("," if len(b.shape) == 1 else "") + ")"
+    )
     fill = {0.0: "zeros", 1.0: "ones"}.get(float(b.value))
     if fill:
         return f"{xp}.{fill}({shape}, dtype=DTYPE)"
@@ -271,7 +435,9 @@ def context(prog: Program) -> dict:
     for xp, printer in (("np", numpy_code), ("torch", torch_code)):
         value = printer(prog.loss_value)
         if l2:
-            terms = " + ".join(f"({printer(param(pi.state_name))} ** 2).sum()" for pi in prog.l2)
+            terms = " + ".join(
+                f"({printer(param(pi.state_name))} ** 2).sum()" for pi in prog.l2
+            )
             value = f"{value} + {_num(l2.coef)} * ({terms})"
         code[xp] = {
             "forward": _blocks(prog.forward, printer),
@@ -310,7 +476,9 @@ def context(prog: Program) -> dict:
     if d.kind == "inline":
         info = net.data
         data["x"] = repr([list(r) for r in info.x])
-        data["y"] = repr(list(info.y) if loss.targets == "class" else [list(r) for r in info.y])
+        data["y"] = repr(
+            list(info.y) if loss.targets == "class" else [list(r) for r in info.y]
+        )
     elif d.kind == "random":
         data.update(n=d.n, classes=d.classes, outputs=d.outputs)
     elif d.kind == "spiral":
@@ -330,6 +498,10 @@ def context(prog: Program) -> dict:
     n = net.data.n
     n_train = int(d.split.train * n) if d.split is not None else n
     batch = n_train if spec.train.batch_size == "full" else spec.train.batch_size
+    replacement = spec.train.sampling == "with_replacement"
+    steps_per_epoch = max(n_train // batch, 1) if replacement else -(-n_train // batch)
+    schedule = _schedule(spec)
+    early = _early_stopping(spec)
     weight = getattr(spec.loss, "weight", None)
     pos_weight = getattr(spec.loss, "pos_weight", None)
     epochs = spec.train.epochs
@@ -343,11 +515,26 @@ def context(prog: Program) -> dict:
         "dtype": spec.dtype,
         "seed": spec.seed,
         "epochs": epochs,
-        "batch_size": spec.train.batch_size if spec.train.batch_size != "full" else None,
+        "batch_size": spec.train.batch_size
+        if spec.train.batch_size != "full"
+        else None,
         "shuffle": spec.train.shuffle,
+        "replacement": replacement,
+        # batches() draws from the shuffle stream
+        "shuffle_rng": spec.train.shuffle or replacement,
+        "schedule": schedule,
+        "clip": spec.train.clip_grad_norm is not None,
+        "early": early,
+        "loop_constants": _loop_constants(spec),
+        # what train() returns
+        "returned": ", ".join(
+            ["losses"] + (["lrs"] if schedule else []) + (["history"] if early else [])
+        ),
         "log_every": log_every,
         "opt": _optimizer(spec),
-        "class_weight": repr([float(w) for w in weight]) if weight is not None else None,
+        "class_weight": repr([float(w) for w in weight])
+        if weight is not None
+        else None,
         "loss_constants": [(sym.code, code, why) for sym, code, why in loss.constants],
         "data": data,
         "split": split,
@@ -355,7 +542,11 @@ def context(prog: Program) -> dict:
         "classification": loss.targets == "class",
         "input_features": net.input_features,
         "params": [
-            {"state_name": pi.state_name, "draw": _draw_code(pi), "note": _init_note(pi)}
+            {
+                "state_name": pi.state_name,
+                "draw": _draw_code(pi),
+                "note": _init_note(pi),
+            }
             for pi in prog.params
         ],
         "code": code,
@@ -375,7 +566,7 @@ def context(prog: Program) -> dict:
         ],
         "modal": prog.modal,
         "dropout": prog.dropout,
-        "seeded": spec.train.shuffle or prog.dropout,
+        "seeded": spec.train.shuffle or replacement or prog.dropout,
         # load_data() draws from the data stream (generated data, or a split)
         "data_seeded": d.kind not in ("inline", "file") or d.split is not None,
         "signatures": _signatures(prog),
@@ -389,7 +580,7 @@ def context(prog: Program) -> dict:
         "needs_math": "erf" in fns,
         "torch_functional": any("F." in FUNCS[f].torch for f in fns),
         "accuracy": accuracy,
-        "total_steps": epochs * -(-n_train // batch),
+        "total_steps": epochs * steps_per_epoch,
         "layer_table": _layer_table(net),
         "param_count": net.param_count,
         "formulas": {
@@ -404,12 +595,18 @@ def context(prog: Program) -> dict:
                 if ln.mode != "eval" and ln.kind != "buffer_update"
             ],
             "backward": [
-                {"layer": f"`{ln.layer}`" if ln.layer else "loss", "math": f"{math_text(ln.target)} = {math_text(ln.expr)}", "shape": ln.shape}
+                {
+                    "layer": f"`{ln.layer}`" if ln.layer else "loss",
+                    "math": f"{math_text(ln.target)} = {math_text(ln.expr)}",
+                    "shape": ln.shape,
+                }
                 for ln in prog.backward
             ],
         },
         "correct": dict(zip(("np", "torch"), loss.correct or ("", ""))),
-        "pos_weight": repr([float(w) for w in pos_weight]) if pos_weight is not None else None,
+        "pos_weight": repr([float(w) for w in pos_weight])
+        if pos_weight is not None
+        else None,
         "module": {
             "inits": inits,
             "calls": calls,

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from .autodiff import Program
-from .expr import FUNCS, math_text, numpy_code
+from .expr import FUNCS, Sym, math_text, numpy_code
 from .graph import INPUT
 from .ops import ELEMENTWISE_DERIVATION, L2_DERIVATION, LAYERS, LOSSES
 from .spec import SpecError
@@ -98,17 +98,6 @@ def check(prog: Program, teaching: Teaching) -> None:
         for i, layer in enumerate(prog.net.layers)
         if layer.name in taken
     ]
-    # the training loop track's schedules (spec.train.schedule, not on every
-    # branch yet): torch_module.py's scheduler steps a torch.optim optimizer,
-    # which torch_nn.py writes out instead
-    if getattr(prog.net.spec.train, "schedule", None) is not None:
-        problems.append(
-            (
-                "train.schedule",
-                "the ladder's torch_nn.py writes the optimizer's update out and has "
-                "no learning-rate schedule yet; compile this spec without --ladder",
-            )
-        )
     if problems:
         raise SpecError(prog.net.spec.source, problems)
 
@@ -146,7 +135,8 @@ def derivations(prog: Program) -> dict:
             "name": t,
             "formula": LAYERS[t].formula,
             "derivative": LAYERS[t].derivative,
-            "lines": LAYERS[t].derivation.splitlines(),
+            "lines": LAYERS[t].derivation.splitlines()
+            + (_custom_lines(prog) if t == "activation" else []),
         }
         for t in types
     ]
@@ -163,6 +153,51 @@ def derivations(prog: Program) -> dict:
         },
         "l2": L2_DERIVATION if prog.l2 else None,
     }
+
+
+def _custom_lines(prog: Program) -> list[str]:
+    """Each custom activation's f and f′ as the generated code computes them
+    (simplified, shared pieces once), and where the formula as written overflows."""
+    from . import cas  # sympy: only specs with an activation layer get here
+
+    dtype = prog.net.spec.dtype
+    lines = []
+    for layer in prog.net.layers:
+        if layer.op.name != "activation":
+            continue
+        text = layer.keys.expr
+        f = math_text(cas.forward_ir(text, Sym("x")))
+        lines.append(
+            f"`{layer.name}`: f(x) = {f}; sympy derives {cas.shared_math(text)} "
+            "(the shortest of the chain rule's form, factored and over one "
+            "denominator; where the whole f reappears, the saved output y = f(x) "
+            "is read instead)."
+        )
+        at = cas.overflow(text, dtype)
+        if at:
+            where = min(at.values(), key=abs)
+            what = (
+                "f(x) and f′(x) are"
+                if set(at) == {"f", "f′"}
+                else ("f(x) is" if "f" in at else "f′(x) is")
+            )
+            finite = "" if "f" in at else ", though f(x) itself stays finite"
+            number = f"{where:.4g}".replace("-", "−")
+            side = "upward" if where > 0 else "downward"
+            lines.append(
+                f"The formula as written overflows in {dtype}: {what} ∞ or nan "
+                f"from x ≈ {number} {side} (a step of it overflows to ∞ there"
+                f"{finite}). torch_module.py's autograd works through the same "
+                "formula and gives the same ∞ or nan from the same input, so the "
+                "three files still agree there."
+            )
+        if cas.writes_softplus_out(text):
+            lines.append(
+                "Written with softplus(u) in place of log(1 + exp(u)), it would not "
+                "overflow: softplus computes the same number without forming "
+                "exp(u), as torch does (and is u itself above 20)."
+            )
+    return lines
 
 
 def _exercise(prog: Program, level: str) -> dict:

@@ -3,7 +3,8 @@ their command line, written atomically, and the same bytes every time.
 
 Compiled here: every spec in specs/ and the coverage specs (every template
 branch). ruff runs in isolation (no project settings) with its default rules
-plus F (pyflakes) and E9 (syntax errors).
+plus F (pyflakes), E9 (syntax errors) and ARG (no argument a function does
+not use: a file passes only what its functions read).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def test_generated_code_passes_ruff_check(compiled_root):
     python = sorted(compiled_root.glob("*/*.py"))
     assert len(python) == 4 * (len(SPECS) + len(COVERAGE))
     r = subprocess.run(
-        [ruff_bin(), "check", "--isolated", "--extend-select", "F,E9"]
+        [ruff_bin(), "check", "--isolated", "--extend-select", "F,E9,ARG"]
         + ["--output-format", "concise", "--no-cache", str(compiled_root)],
         capture_output=True,
         text=True,

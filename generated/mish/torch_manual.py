@@ -98,14 +98,12 @@ def backward(params, cache, y):
     # ∂L/∂act1 = ∂L/∂fc2 @ fc2.weight    (N, 16)
     d_act1 = d_fc2 @ params["fc2.weight"]
     # Grad of: act1 = fc1 ⊙ tanh(log(1 + exp(fc1)))
-    # ∂L/∂fc1 = ∂L/∂act1 ⊙ (fc1 ⊙ (1 − tanh(log(1 + exp(fc1)))²) ⊙ exp(fc1)/(1 + exp(fc1)) + tanh(log(1 + exp(fc1))))    (N, 16)
-    d_fc1 = d_act1 * (
-        fc1
-        * (1 - torch.tanh(torch.log(1 + torch.exp(fc1))) ** 2)
-        * torch.exp(fc1)
-        / (1 + torch.exp(fc1))
-        + torch.tanh(torch.log(1 + torch.exp(fc1)))
-    )
+    # act1.e = exp(fc1)    (N, 16)
+    act1_e = torch.exp(fc1)
+    # act1.t = tanh(log(1 + act1.e))    (N, 16)
+    act1_t = torch.tanh(torch.log(1 + act1_e))
+    # ∂L/∂fc1 = ∂L/∂act1 ⊙ (act1.t + act1.e ⊙ fc1 ⊙ (1 − act1.t²)/(1 + act1.e))    (N, 16)
+    d_fc1 = d_act1 * (act1_t + act1_e * fc1 * (1 - act1_t**2) / (1 + act1_e))
     # Grad of: fc1 = x @ fc1.weightᵀ + fc1.bias
     # ∂L/∂fc1.weight = (∂L/∂fc1)ᵀ @ x    (16, 4)
     grads["fc1.weight"] = d_fc1.T @ x

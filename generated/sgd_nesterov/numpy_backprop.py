@@ -138,7 +138,7 @@ def backward(params, cache, y):
     return grads, {"prob": d_prob, "fc_out": d_fc_out, "act": d_act, "hidden": d_hidden}
 
 
-def init_optimizer(params):
+def init_optimizer():
     """The optimizer's state, as torch.optim.SGD keeps it."""
     return {}  # the momentum buffer of each parameter, made at its first step
 
@@ -169,7 +169,7 @@ def train(params, data, epochs=EPOCHS, quiet=False):
     """Train params in place; return the loss of every step (on that step's batch,
     before its update). Stops when the loss is no longer a finite number."""
     x, y = data["train"]
-    state = init_optimizer(params)
+    state = init_optimizer()
     losses = []
     for epoch in range(1, epochs + 1):
         first = len(losses)
