@@ -572,6 +572,9 @@ def context(prog: Program) -> dict:
         "signatures": _signatures(prog),
         "step0_tensors": list(prog.tensors),
         "layer_inputs": [(layer.name, list(layer.inputs)) for layer in net.layers],
+        "backward_reads_params": any(
+            'params["' in numpy_code(line.expr) for line in prog.backward
+        ),
         "step0_grads": [name for name, _ in prog.tensor_grads],
         "output": prog.output,
         "l2": bool(l2),

@@ -67,9 +67,10 @@ def loss_fn(out, y):
     return ((out - y) ** 2).sum()
 
 
-def backward(params, cache, y):
+def backward(_params, cache, y):
     """∂L/∂(every parameter and every tensor), from the loss back to the input,
-    one layer at a time: the parameters' gradients, and the tensors'."""
+    one layer at a time: the parameters' gradients, and the tensors'. (No line
+    of this network's backward pass reads a parameter: _params is unused.)"""
     # the values the forward pass saved for this backward pass
     x, coeffs = cache["x"], cache["coeffs"]
     grads = {}
