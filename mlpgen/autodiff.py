@@ -177,7 +177,11 @@ class Program:
 def shape_str(features: int | tuple, batch: bool = True) -> str:
     if batch:
         return f"(N, {features})"
-    return "(" + ", ".join(str(s) for s in features) + (",)" if len(features) == 1 else ")")
+    return (
+        "("
+        + ", ".join(str(s) for s in features)
+        + (",)" if len(features) == 1 else ")")
+    )
 
 
 def _comment(target: Sym, expr: Expr, shape: str) -> str:
@@ -232,13 +236,17 @@ def _local_line(local: Local, layer: str, kind: str) -> Line:
     return Line(local.target, local.expr, tuple(comments), kind, layer, shape)
 
 
-def _forward_pass(net: Network, layer: Layer, names: Names, training: bool) -> list[Line]:
+def _forward_pass(
+    net: Network, layer: Layer, names: Names, training: bool
+) -> list[Line]:
     """One layer's forward lines in one mode: its intermediates, then its value."""
     c = _ctx(net, layer, names, training)
     e = layer.op.forward(c)
     lines = [
         _local_line(
-            local, layer.name, "intermediate" if local.kind == "let" else "buffer_update"
+            local,
+            layer.name,
+            "intermediate" if local.kind == "let" else "buffer_update",
         )
         for local in c.lines
     ]
@@ -263,9 +271,8 @@ def _modes(train: list[Line], evaluate: list[Line]) -> list[Line]:
     while head < min(len(train), len(evaluate)) and _same(train[head], evaluate[head]):
         head += 1
     tail = 0
-    while (
-        tail < min(len(train), len(evaluate)) - head
-        and _same(train[-1 - tail], evaluate[-1 - tail])
+    while tail < min(len(train), len(evaluate)) - head and _same(
+        train[-1 - tail], evaluate[-1 - tail]
     ):
         tail += 1
     t_mid = train[head : len(train) - tail]
@@ -319,7 +326,9 @@ def derive(net: Network) -> Program:
         needs[layer.name] = bool(layer.params) or any(needs[s] for s in layer.inputs)
 
     params = tuple(
-        ParamInfo(layer.param_name(p), layer, p) for layer in net.layers for p in layer.params
+        ParamInfo(layer.param_name(p), layer, p)
+        for layer in net.layers
+        for p in layer.params
     )
     buffers = tuple(
         BufferInfo(f"{layer.name}.{b.name}", layer, b)
@@ -387,9 +396,7 @@ def derive(net: Network) -> Program:
         )
 
     backward = _without_unread(backward)
-    locals_ = {
-        code: f"{layer}.{name}" for (layer, name), code in names.locals.items()
-    }
+    locals_ = {code: f"{layer}.{name}" for (layer, name), code in names.locals.items()}
     read: set[str] = set()
     for line in backward:
         read |= line.expr.symbols()
@@ -437,7 +444,12 @@ def _param_grad_lines(param_info: dict[str, ParamInfo], l2: tuple[ParamInfo, ...
         pshape = shape_str(pinfo.param.shape, batch=False)
         target = param_grad(state_name)
         return Line(
-            target, e, (_comment(target, e, pshape),), "param_grad", pinfo.layer.name, pshape
+            target,
+            e,
+            (_comment(target, e, pshape),),
+            "param_grad",
+            pinfo.layer.name,
+            pshape,
         )
 
     return line
@@ -494,7 +506,9 @@ def _layer_backward(net, layer, names, needs, parts, header, param_line) -> list
             else:
                 target, kind = names.grad(src), "grad"
             lines.append(
-                Line(target, e, (_comment(target, e, sshape),), kind, layer.name, sshape)
+                Line(
+                    target, e, (_comment(target, e, sshape),), kind, layer.name, sshape
+                )
             )
     if lines:
         first = lines[0]

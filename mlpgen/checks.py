@@ -31,6 +31,7 @@ def problems(spec: Any, data_info: Any, layers: list) -> list[Problem]:
     found = _bce_problems(spec, layers[-1])
     found += _class_weight_problems(spec)
     found += _split_problems(spec, data_info)
+    found += _early_stopping_problems(spec)
     if not found:
         found += _standardize_problems(spec, data_info)
     return found
@@ -87,6 +88,22 @@ def _split_problems(spec: Any, data_info: Any) -> list[Problem]:
         "val fraction, more data, or val 0"
     )
     return [("data.split.val", message)]
+
+
+def _early_stopping_problems(spec: Any) -> list[Problem]:
+    """Early stopping on the val part of data that has none."""
+    stop = getattr(spec.train, "early_stopping", None) if spec.train else None
+    if stop is None or not stop.monitor.startswith("val_"):
+        return []
+    split = spec.data.split
+    if split is not None and split.val > 0:
+        return []
+    message = (
+        f"{stop.monitor} is measured on the val part, and the data has none: "
+        "add data.split with val > 0 (e.g. {train: 0.9, val: 0.1}), or monitor "
+        "train_loss"
+    )
+    return [("train.early_stopping.monitor", message)]
 
 
 def _standardize_problems(spec: Any, data_info: Any) -> list[Problem]:

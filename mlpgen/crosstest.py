@@ -77,6 +77,31 @@ def compare(dumps: dict, dtype: str) -> list[tuple[str, str, float, float]]:
     return rows
 
 
+# The training loop's own records, in the dumps of specs that have them: the
+# learning rate of every step (train.schedule) and the monitored value of every
+# epoch (history/, train.early_stopping). Same tolerances as the rest.
+LOOP_QUANTITIES = ("lrs", "history")
+
+
+def loop_rows(dumps: dict, dtype: str) -> list[tuple[str, str, float, float]]:
+    """compare()'s rows for LOOP_QUANTITIES, those the reference dump has."""
+    ref = dumps["numpy_backprop"]
+    rows = []
+    for q in LOOP_QUANTITIES:
+        keys = sorted(k for k in ref if k == q or k.startswith(q + "/"))
+        if not keys:
+            continue
+        for impl in IMPLEMENTATIONS[1:]:
+            found = [
+                violation(dumps[impl][k], ref[k], dtype)
+                if k in dumps[impl]
+                else (float("inf"),) * 2
+                for k in keys
+            ]
+            rows.append((q, impl, max(d for d, _ in found), max(r for _, r in found)))
+    return rows
+
+
 def dump_all(folder: Path, scratch: Path, epochs: int | None = None) -> dict:
     """Run the three implementations in ``folder``; their archives by name.
 
@@ -116,7 +141,7 @@ def crosstest(path, epochs: int | None = None, plot=None) -> int:
         except ScriptFailed as e:
             print(f"error: {spec.source}: {e}", file=sys.stderr)
             return 1
-    rows = compare(dumps, spec.dtype)
+    rows = compare(dumps, spec.dtype) + loop_rows(dumps, spec.dtype)
     steps = len(dumps["numpy_backprop"]["losses"])
     print(
         f"{spec.name}: {steps} steps, {spec.dtype}, each implementation against numpy_backprop"

@@ -9,6 +9,7 @@ replaces the old one only when everything in it was written.
 
 from __future__ import annotations
 
+import textwrap
 from functools import cache
 from pathlib import Path
 
@@ -181,6 +182,139 @@ def _optimizer(spec) -> dict:
         "amsgrad": getattr(o, "amsgrad", False),
         "centered": getattr(o, "centered", False),
     }
+
+
+def _line(code: str, comment: str = "") -> dict:
+    """A line of written-out code, and its comment wrapped to a few short lines."""
+    return {"code": code, "comments": textwrap.wrap(comment, 76)}
+
+
+def _schedule(spec) -> dict | None:
+    """The learning-rate schedule: torch's class, and the same recursion written out.
+
+    torch.optim.lr_scheduler computes each lr from the one before (its
+    ``get_lr``), not from the closed form its documentation gives; the two
+    round differently, so the written-out form follows torch's recursion, with
+    the closed form in its docstring.
+    """
+    s = spec.train.schedule
+    if s is None:
+        return None
+    if s.type == "step":
+        constants = [("STEP_SIZE", str(s.step_size)), ("GAMMA", _num(s.gamma))]
+        args = "step_size=STEP_SIZE, gamma=GAMMA"
+        cls = "StepLR"
+        closed = (
+            f"lr_t = LR·γ^⌊t / step_size⌋ with γ = GAMMA = {s.gamma:g} and step_size = "
+            f"STEP_SIZE = {s.step_size}: the lr is multiplied by γ every {s.step_size} "
+            f"{s.every}s."
+        )
+        lines = [
+            _line(
+                "if t % STEP_SIZE == 0:",
+                "lr_t = γ·lr_{t−1} when t is a multiple of step_size, else lr_{t−1}",
+            ),
+            _line("    return lr * GAMMA"),
+            _line("return lr"),
+        ]
+        start = "LR"
+    elif s.type == "exponential":
+        constants = [("GAMMA", _num(s.gamma))]
+        args = "gamma=GAMMA"
+        cls = "ExponentialLR"
+        closed = f"lr_t = LR·γᵗ with γ = GAMMA = {s.gamma:g}."
+        lines = [_line("return lr * GAMMA", "lr_t = γ·lr_{t−1}")]
+        start = "LR"
+    elif s.type == "cosine":
+        constants = [("T_MAX", str(s.t_max)), ("ETA_MIN", _num(s.eta_min))]
+        args = "T_max=T_MAX, eta_min=ETA_MIN"
+        cls = "CosineAnnealingLR"
+        closed = (
+            "lr_t = η_min + (LR − η_min)·(1 + cos(π·t / T_max)) / 2 with "
+            f"T_max = T_MAX = {s.t_max} and η_min = ETA_MIN = {s.eta_min:g}: half a "
+            f"cosine from LR down to η_min over {s.t_max} {s.every}s, then back up "
+            "(the closed form of torch's documentation; the lines below are its "
+            "recursive get_lr(), which rounds differently)."
+        )
+        lines = [
+            _line(
+                "if (t - 1 - T_MAX) % (2 * T_MAX) == 0:",
+                "just past a minimum of the cosine (t − 1 = T_max, 3·T_max, …) the ratio "
+                "below would divide by 1 + cos(π) = 0: torch steps up by the closed "
+                "form's difference instead, lr_t = lr_{t−1} + (LR − η_min)·(1 − cos(π/T_max)) / 2",
+            ),
+            _line(
+                "    return lr + (LR - ETA_MIN) * (1 - math.cos(math.pi / T_MAX)) / 2"
+            ),
+            _line(
+                "return (1 + math.cos(math.pi * t / T_MAX)) / (1 + math.cos(math.pi * (t - 1) / T_MAX)) * (lr - ETA_MIN) + ETA_MIN",
+                "lr_t − η_min = (lr_{t−1} − η_min)·(1 + cos(π·t/T_max)) / (1 + cos(π·(t − 1)/T_max))",
+            ),
+        ]
+        start = "LR"
+    else:  # linear
+        constants = [
+            ("START_FACTOR", _num(s.start_factor)),
+            ("END_FACTOR", _num(s.end_factor)),
+            ("TOTAL_ITERS", str(s.total_iters)),
+        ]
+        args = (
+            "start_factor=START_FACTOR, end_factor=END_FACTOR, total_iters=TOTAL_ITERS"
+        )
+        cls = "LinearLR"
+        closed = (
+            "lr_t = LR·(s + (e − s)·min(t, total_iters) / total_iters) with "
+            f"s = START_FACTOR = {s.start_factor:g}, e = END_FACTOR = {s.end_factor:g} "
+            f"and total_iters = TOTAL_ITERS = {s.total_iters}: the factor goes in a "
+            f"straight line from s to e over {s.total_iters} {s.every}s, then stays."
+        )
+        lines = [
+            _line("if t > TOTAL_ITERS:", "after total_iters steps the lr stays"),
+            _line("    return lr"),
+            _line(
+                "return lr * (1.0 + (END_FACTOR - START_FACTOR) / (TOTAL_ITERS * START_FACTOR + (t - 1) * (END_FACTOR - START_FACTOR)))",
+                "lr_t = lr_{t−1}·factor_t / factor_{t−1}, written as torch writes it: "
+                "lr_{t−1}·(1 + (e − s) / (total_iters·s + (t − 1)·(e − s)))",
+            ),
+        ]
+        start = "LR * START_FACTOR"
+    return {
+        "type": s.type,
+        "every": s.every,
+        "constants": constants,
+        "torch_class": cls,
+        "signature": f"{cls}(optimizer, {args})",
+        "closed_form": textwrap.wrap(closed, 76),
+        "lines": lines,
+        "start": start,
+    }
+
+
+def _early_stopping(spec) -> dict | None:
+    stop = spec.train.early_stopping
+    if stop is None:
+        return None
+    part, _, metric = stop.monitor.partition("_")
+    return {
+        "monitor": stop.monitor,
+        "part": part,
+        "metric": metric,
+        "higher": metric == "accuracy",  # accuracy improves upwards, a loss downwards
+        "restore": stop.restore_best,
+        "patience": stop.patience,
+    }
+
+
+def _loop_constants(spec) -> list[tuple[str, str]]:
+    t = spec.train
+    schedule = _schedule(spec)
+    out = list(schedule["constants"]) if schedule is not None else []
+    if t.clip_grad_norm is not None:
+        out.append(("MAX_NORM", _num(t.clip_grad_norm)))
+    if t.early_stopping is not None:
+        out.append(("PATIENCE", str(t.early_stopping.patience)))
+        out.append(("MIN_DELTA", _num(t.early_stopping.min_delta)))
+    return out
 
 
 def _lines(lines, printer) -> list[dict]:
@@ -364,6 +498,10 @@ def context(prog: Program) -> dict:
     n = net.data.n
     n_train = int(d.split.train * n) if d.split is not None else n
     batch = n_train if spec.train.batch_size == "full" else spec.train.batch_size
+    replacement = spec.train.sampling == "with_replacement"
+    steps_per_epoch = max(n_train // batch, 1) if replacement else -(-n_train // batch)
+    schedule = _schedule(spec)
+    early = _early_stopping(spec)
     weight = getattr(spec.loss, "weight", None)
     pos_weight = getattr(spec.loss, "pos_weight", None)
     epochs = spec.train.epochs
@@ -381,6 +519,17 @@ def context(prog: Program) -> dict:
         if spec.train.batch_size != "full"
         else None,
         "shuffle": spec.train.shuffle,
+        "replacement": replacement,
+        # batches() draws from the shuffle stream
+        "shuffle_rng": spec.train.shuffle or replacement,
+        "schedule": schedule,
+        "clip": spec.train.clip_grad_norm is not None,
+        "early": early,
+        "loop_constants": _loop_constants(spec),
+        # what train() returns
+        "returned": ", ".join(
+            ["losses"] + (["lrs"] if schedule else []) + (["history"] if early else [])
+        ),
         "log_every": log_every,
         "opt": _optimizer(spec),
         "class_weight": repr([float(w) for w in weight])
@@ -417,7 +566,7 @@ def context(prog: Program) -> dict:
         ],
         "modal": prog.modal,
         "dropout": prog.dropout,
-        "seeded": spec.train.shuffle or prog.dropout,
+        "seeded": spec.train.shuffle or replacement or prog.dropout,
         # load_data() draws from the data stream (generated data, or a split)
         "data_seeded": d.kind not in ("inline", "file") or d.split is not None,
         "signatures": _signatures(prog),
@@ -437,7 +586,12 @@ def context(prog: Program) -> dict:
             else "before the last update"
         )
         + (", dropout on" if prog.dropout else ""),
-        "total_steps": epochs * -(-n_train // batch),
+        "report_header": (
+            "with the best epoch's parameters (restored), in evaluation mode:"
+            if early and early["restore"]
+            else "after the last update, in evaluation mode:"
+        ),
+        "total_steps": epochs * steps_per_epoch,
         "layer_table": _layer_table(net),
         "param_count": net.param_count,
         "formulas": {

@@ -284,7 +284,9 @@ FUNCS: dict[str, Func] = {
         postfix=True,
     ),
     "sum": Func("{0}.sum()", "{0}.sum()", "Σ {0}", postfix=True, scalar=True),
-    "mean": Func("mean({0})", "torch.mean({0})", "mean({0})", scalar=True, helper="mean"),
+    "mean": Func(
+        "mean({0})", "torch.mean({0})", "mean({0})", scalar=True, helper="mean"
+    ),
     "gt0": Func("({0} > 0)", "({0} > 0)", "[{0} > 0]", postfix=True),
     "where_gt0": Func(
         "np.where({0} > 0, {1}, {2})",
@@ -319,9 +321,7 @@ FUNCS: dict[str, Func] = {
         "max(log(1 + {0}), −100)",
         helper="clamped_log1p",
     ),
-    "cat": Func(
-        "np.concatenate([{*}], axis=1)", "torch.cat([{*}], dim=1)", "[{*}]"
-    ),
+    "cat": Func("np.concatenate([{*}], axis=1)", "torch.cat([{*}], dim=1)", "[{*}]"),
     "cols": Func("{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", "{0}[:, {1}:{2}]", postfix=True),
     # inverted dropout's mask, drawn from the dropout stream: keep where u >= p,
     # scale what is kept by 1/(1 − p); one rng.random(shape) per layer and step
@@ -423,7 +423,12 @@ class Printer:
         if isinstance(e, Bin):
             prec = _BIN_PREC[e.op]
             a, b = e.a, e.b
-            if math and e.op == "*" and isinstance(b, Const) and not isinstance(a, Const):
+            if (
+                math
+                and e.op == "*"
+                and isinstance(b, Const)
+                and not isinstance(a, Const)
+            ):
                 a, b = b, a  # a constant factor reads first: 0.5 · x, not x · 0.5
             ls, lp = self.p(a)
             rs, rp = self.p(b)
@@ -524,7 +529,9 @@ _FUNCTION_NAMES = {"exp", "log", "tanh", "max", "min", "sin", "cos"}
 _LATEX_TOKEN = re.compile(
     r"(?P<root>√\((?P<radicand>[^()]*)\)|√(?P<digits>\d+))"
     r"|(?P<word>\b[A-Za-z][A-Za-z_]*\b)(?P<call>(?=\())?"
-    "|(?P<char>" + "|".join(map(re.escape, sorted(_LATEX_CHARS, key=len, reverse=True))) + ")"
+    "|(?P<char>"
+    + "|".join(map(re.escape, sorted(_LATEX_CHARS, key=len, reverse=True)))
+    + ")"
 )
 
 

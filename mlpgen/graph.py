@@ -400,6 +400,9 @@ def _size_problems(
     if n_train < 1:
         return problems  # data.describe says so
     rows = n_train if train.batch_size == "full" else min(train.batch_size, n_train)
+    replace = getattr(train, "sampling", "epochs") == "with_replacement"
+    if replace and train.batch_size != "full":
+        rows = train.batch_size  # drawn with replacement: may exceed n_train
     per_sample = input_features + sum(layer.out_features for layer in layers)
     if rows * per_sample > MAX_VALUES:
         problems.append(
@@ -412,7 +415,7 @@ def _size_problems(
                 ),
             )
         )
-    batches = -(-n_train // rows)
+    batches = max(n_train // rows, 1) if replace else -(-n_train // rows)
     if train.epochs * batches > MAX_STEPS:
         problems.append(
             (

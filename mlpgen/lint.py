@@ -224,8 +224,45 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
             "float64 to 1e-10",
         )
     found += _optimizer_warnings(opt)
+    found += _loop_warnings(spec)
     found += _model_warnings(net)
     found += _data_warnings(spec)
+    return found
+
+
+def _loop_warnings(spec) -> list[tuple[str, str]]:
+    """Training-loop choices that do not do what their name suggests."""
+    train = spec.train
+    found = []
+    momentum = getattr(train.optimizer, "momentum", 0)
+    if train.schedule is not None and momentum > 0:
+        found.append(
+            (
+                "train.schedule",
+                f"momentum with a changing lr: {train.optimizer.type} applies the "
+                "lr of each step to the whole momentum buffer (p ← p − lr·b), as "
+                "torch does, so a change of lr rescales the steps already taken too; "
+                "the hand-written velocity form v ← μ·v − lr·g, p ← p + v keeps each "
+                "step's lr inside v, and the two agree only while lr is constant",
+            )
+        )
+    stop = train.early_stopping
+    if stop is not None and stop.monitor == "train_loss":
+        split = spec.data.split
+        has_val = split is not None and split.val > 0
+        found.append(
+            (
+                "train.early_stopping.monitor",
+                "early stopping on train_loss: the training loss keeps falling "
+                "while the network overfits, so this stops only when training "
+                "stalls"
+                + (
+                    "; monitor val_loss, the data has a val part"
+                    if has_val
+                    else "; give the data a val part (data.split.val) and monitor val_loss"
+                ),
+            )
+        )
     return found
 
 
@@ -463,6 +500,12 @@ def batches_line(spec) -> str:
     """How training cuts the data into batches, and in what order: mini-batches
     come in the data's order unless the spec asks for shuffling."""
     t = spec.train
+    if t.sampling == "with_replacement":
+        size = "the training set's size" if t.batch_size == "full" else t.batch_size
+        return (
+            f"batches: {size} rows each, drawn with replacement from the shuffle "
+            "stream (train.sampling: with_replacement)"
+        )
     if t.batch_size == "full":
         what = "batches: each step trains on the whole training set"
         if t.shuffle:

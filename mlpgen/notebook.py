@@ -43,6 +43,9 @@ SECTIONS = {
     "backward": "backward",
     "init_optimizer": "update",
     "optimizer_step": "update",
+    "scheduled_lr": "update",
+    "clip_grad_norm": "update",
+    "monitored": "train",
     "train": "train",
     "report": "train",
 }
@@ -157,8 +160,8 @@ def cells(prog: Program, files: dict, ctx: dict) -> list[tuple[str, str]]:
     for source in code["data"]:
         py(source)
     batch = "xb, yb = x, y  # one batch: all of the training data"
-    if ctx["batch_size"] or ctx["shuffle"]:
-        rng = "np.random.default_rng([SEED, 2])" if ctx["shuffle"] else ""
+    if ctx["batch_size"] or ctx["shuffle"] or ctx["replacement"]:
+        rng = "np.random.default_rng([SEED, 2])" if ctx["shuffle_rng"] else ""
         batch = f"xb, yb = next(batches(x, y{', ' + rng if rng else ''}))  # the first batch"
     data_call = "load_data()"
     py(
@@ -264,7 +267,7 @@ def cells(prog: Program, files: dict, ctx: dict) -> list[tuple[str, str]]:
     py(
         "params = init_params()\n"
         + ("buffers = init_buffers()\n" if prog.buffers else "")
-        + f"losses = train(params, {b_arg}data, epochs=EPOCHS{seed})\n"
+        + f"{ctx['returned']} = train(params, {b_arg}data, epochs=EPOCHS{seed})\n"
         f"report(params, {b_arg}data)"
     )
     py(

@@ -150,7 +150,9 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
     if is_bias:
         raise ValueError(f"{s} needs a weight matrix, not a bias vector")
     if s.startswith("xavier"):
-        gain = init.gain if not isinstance(init.gain, str) else calculate_gain(init.gain)
+        gain = (
+            init.gain if not isinstance(init.gain, str) else calculate_gain(init.gain)
+        )
         if s == "xavier_uniform":
             bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
             code = _scaled(gain, f"math.sqrt(6 / ({fan_in} + {fan_out}))")
@@ -164,7 +166,11 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
         bound = gain * math.sqrt(3.0 / fan)
         return Draw("uniform", -bound, bound, _scaled(gain, f"math.sqrt(3 / {fan})"))
     std = gain / math.sqrt(fan)
-    code = f"1 / math.sqrt({fan})" if gain == 1.0 else f"{_gain_code(gain)} / math.sqrt({fan})"
+    code = (
+        f"1 / math.sqrt({fan})"
+        if gain == 1.0
+        else f"{_gain_code(gain)} / math.sqrt({fan})"
+    )
     return Draw("normal", 0.0, std, code)
 
 
@@ -236,7 +242,12 @@ class Ctx:
         return local_sym(self.layer, name, math)
 
     def let(
-        self, name: str, expr: Expr, shape: tuple, note: str = "", math: str | None = None
+        self,
+        name: str,
+        expr: Expr,
+        shape: tuple,
+        note: str = "",
+        math: str | None = None,
     ) -> Sym:
         """A named intermediate: ``<layer>_<name> = expr`` on a line of its own."""
         sym = self.local(name, math)
@@ -390,9 +401,7 @@ register(
         formula="y = x @ Wᵀ + b",
         derivative="∂L/∂x = g @ W;  ∂L/∂W = gᵀ @ x;  ∂L/∂b = Σₙ g",
         module=lambda a, ins, out: (
-            f"nn.Linear({ins[0]}, {out}"
-            + ("" if a.bias else ", bias=False")
-            + ")"
+            f"nn.Linear({ins[0]}, {out}" + ("" if a.bias else ", bias=False") + ")"
         ),
         out_features=lambda a, ins: a.out,
         params=_linear_params,
@@ -424,8 +433,7 @@ elementwise(
     "∂L/∂x = g",
     lambda a, ins, out: "nn.Identity()",
     derivation=(
-        "f(x) = x, so f′(x) = 1 and ∂L/∂x = g: the gradient passes through "
-        "unchanged."
+        "f(x) = x, so f′(x) = 1 and ∂L/∂x = g: the gradient passes through unchanged."
     ),
 )
 elementwise(
@@ -472,7 +480,6 @@ elementwise(
 )
 
 
-
 class LeakyReluKeys(Keys):
     negative_slope: Annotated[float, Range(ge=0)] = 0.01
 
@@ -500,8 +507,12 @@ class EluKeys(Keys):
 elementwise(
     "elu",
     # exp of min(x, 0): the branch not taken must not overflow either
-    lambda c: call("where_gt", c.x, c.x, c.a.alpha * call("expm1", call("min0", c.x)), 0),
-    lambda c: call("where_gt", c.x, c.g, c.g * c.a.alpha * call("exp", call("min0", c.x)), 0),
+    lambda c: call(
+        "where_gt", c.x, c.x, c.a.alpha * call("expm1", call("min0", c.x)), 0
+    ),
+    lambda c: call(
+        "where_gt", c.x, c.g, c.g * c.a.alpha * call("exp", call("min0", c.x)), 0
+    ),
     "y = x if x > 0 else alpha·(exp(x) − 1)",
     "elu′(x) = 1 if x > 0 else alpha·exp(x)",
     lambda a, ins, out: f"nn.ELU({a.alpha!r})",
@@ -550,7 +561,9 @@ elementwise(
     _gelu_vjp,
     "y = x·Φ(x), Φ the standard normal CDF (tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))))",
     "gelu′(x) = Φ(x) + x·φ(x), φ the normal density (tanh form: its exact derivative)",
-    lambda a, ins, out: "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")',
+    lambda a, ins, out: (
+        "nn.GELU()" if a.approximate == "none" else 'nn.GELU(approximate="tanh")'
+    ),
     derivation=(
         "x·Φ(x), with Φ(x) = ½·(1 + erf(x/√2)) the standard normal CDF, whose"
         " derivative is the normal density φ(x) = e^(−x²/2)/√(2π). The "
@@ -1062,7 +1075,11 @@ LOSSES["bce"] = Loss(
     ),
     formula="L = mean(−y·log p − (1 − y)·log(1 − p)), each log clamped at −100",
     derivative="∂L/∂p = (p − y) / max((1 − p)·p, ε) / numel(p), ε = 1e−12 as a float32",
-    module=lambda a: "nn.BCELoss()" if a.reduction == "mean" else f'nn.BCELoss(reduction="{a.reduction}")',
+    module=lambda a: (
+        "nn.BCELoss()"
+        if a.reduction == "mean"
+        else f'nn.BCELoss(reduction="{a.reduction}")'
+    ),
     correct=("(out > 0.5) == (y > 0.5)", "(out > 0.5) == (y > 0.5)"),
     derivation=(
         "L = (1/M)·Σ −(y·log p + (1 − y)·log(1 − p)) over the M elements of "

@@ -122,7 +122,10 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
         state: dict[str, Any] = {"buffers": None, "steps": 0}
         n_train = len(data["train"][0])
         batch = getattr(module, "BATCH_SIZE", n_train)
-        per_epoch = max(1, -(-n_train // batch))
+        if net.spec.train.sampling == "with_replacement":
+            per_epoch = max(1, n_train // batch)
+        else:
+            per_epoch = max(1, -(-n_train // batch))
         epochs = int(module.EPOCHS)
         stride = max(1, -(-epochs // MAX_POINTS))
         measured: dict[str, list[float]] = {}
@@ -202,7 +205,7 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
             for k, v in arrays.items()
             if k.startswith("history/")
         }
-        if history:
+        if history and not measured:  # (early stopping dumps its monitored value)
             results.history = {
                 k.replace("_", " "): [float(x) for x in v] for k, v in history.items()
             }

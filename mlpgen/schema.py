@@ -249,7 +249,9 @@ class _Type:
     def _check(self, value: Any, loc: Location, problems: list[Problem]) -> Any:
         raise NotImplementedError
 
-    def check_items(self, items: list | tuple, loc: Location, problems: list[Problem]) -> list:
+    def check_items(
+        self, items: list | tuple, loc: Location, problems: list[Problem]
+    ) -> list:
         """Each item of a list checked, at its index below ``loc``."""
         return [self.check(item, (*loc, i), problems) for i, item in enumerate(items)]
 

@@ -74,12 +74,13 @@ __all__ = [
     "SpecError",
     "SpiralData",
     "Split",
+    "SCHEDULES",
+    "EarlyStopping",
     "Train",
     "class_name",
     "load_spec",
     "parse_spec",
 ]
-
 
 
 def _key(key: Any) -> str:
@@ -149,11 +150,15 @@ GENERATED_NAMES = {
     "DTYPE", "SEED", "EPOCHS", "BATCH_SIZE", "LOG_EVERY", "LR", "BETA1", "BETA2",
     "EPS", "ALPHA", "MOMENTUM", "DAMPENING", "WEIGHT_DECAY", "WEIGHT",
     "CLASS_WEIGHT", "POS_WEIGHT", "BCE_EPS", "Dropout", "OrderedDict",
+    # the training loop's constants (train.schedule, clip_grad_norm, early_stopping)
+    "STEP_SIZE", "GAMMA", "T_MAX", "ETA_MIN", "START_FACTOR", "END_FACTOR",
+    "TOTAL_ITERS", "MAX_NORM", "PATIENCE", "MIN_DELTA",
     # functions
     "main", "train", "forward", "backward", "loss_fn", "load_data", "init_params",
     "init_buffers", "report", "save_dump", "parse_args", "positive_int", "seed_int",
     "optimizer_step", "init_optimizer", "criterion", "batches", "first_step",
     "build_model",  # the ladder's torch_nn.py and torch_optim.py (compile --ladder)
+    "scheduled_lr", "clip_grad_norm", "monitored",
     # NumPy helpers
     "sigmoid", "softplus", "softmax", "log_softmax", "logsumexp", "logsigmoid",
     "erf", "clamped_log", "clamped_log1p", "mean",
@@ -167,6 +172,9 @@ GENERATED_NAMES = {
     "bias_correction2_sqrt", "shuffle_rng", "dropout_rng", "buffers", "training",
     "tensors", "tensor_grads", "keep", "hook", "module", "inputs", "output",
     "xs", "total", "epoch_loss",
+    "lr", "lrs", "t", "scheduler", "rows", "total_norm", "clip_coef", "value",
+    "history", "best", "best_epoch", "stale", "best_params", "best_buffers",
+    "best_state",
 }  # fmt: skip
 RESERVED = GENERATED_NAMES  # the name earlier versions refused as layer names
 
@@ -560,6 +568,68 @@ Optimizer = Annotated[
 ]
 
 
+Steps = Annotated[PosInt, _at_most(MAX_STEPS, "optimizer steps")]
+Factor = Annotated[float, Range(gt=0, le=1)]
+
+
+class _ScheduleBase(_Section):
+    every: Literal["epoch", "step"] = "epoch"  # when scheduler.step() runs
+
+
+class StepSchedule(_ScheduleBase):
+    """torch.optim.lr_scheduler.StepLR: lr times gamma every step_size."""
+
+    type: Literal["step"]
+    step_size: Steps
+    gamma: Annotated[float, Range(gt=0)] = 0.1
+
+
+class ExponentialSchedule(_ScheduleBase):
+    """torch.optim.lr_scheduler.ExponentialLR: lr times gamma at every step."""
+
+    type: Literal["exponential"]
+    gamma: Annotated[float, Range(gt=0)]
+
+
+class CosineSchedule(_ScheduleBase):
+    """torch.optim.lr_scheduler.CosineAnnealingLR: half a cosine from lr to eta_min."""
+
+    type: Literal["cosine"]
+    t_max: Steps
+    eta_min: NonNegative = 0.0
+
+
+class LinearSchedule(_ScheduleBase):
+    """torch.optim.lr_scheduler.LinearLR: lr times a factor going linearly from
+    start_factor to end_factor over total_iters steps."""
+
+    type: Literal["linear"]
+    start_factor: Factor = 1.0 / 3
+    end_factor: Annotated[float, Range(ge=0, le=1)] = 1.0
+    total_iters: Steps = 5
+
+
+SCHEDULES = {
+    "step": StepSchedule,
+    "exponential": ExponentialSchedule,
+    "cosine": CosineSchedule,
+    "linear": LinearSchedule,
+}
+Schedule = Annotated[
+    StepSchedule | ExponentialSchedule | CosineSchedule | LinearSchedule,
+    Tagged("type", "schedule"),
+]
+
+
+class EarlyStopping(_Section):
+    """Stop when the monitored value has not improved for ``patience`` epochs."""
+
+    monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_loss"
+    patience: Epochs = 10
+    min_delta: NonNegative = 0.0
+    restore_best: bool = True
+
+
 class Train(_Section):
     optimizer: Optimizer
     epochs: Epochs
@@ -567,9 +637,32 @@ class Train(_Section):
     shuffle: bool = False
     metrics: tuple[Literal["accuracy"], ...] = ()
     log_every: Epochs | None = None
+    schedule: Schedule | None = None
+    sampling: Literal["epochs", "with_replacement"] = "epochs"
+    clip_grad_norm: Annotated[float, Range(gt=0)] | None = None
+    early_stopping: EarlyStopping | None = None
 
     def cross_check(self) -> list[Problem]:
-        return _nested(("optimizer",), self.optimizer)
+        problems = _nested(("optimizer",), self.optimizer)
+        problems += _nested(("schedule",), self.schedule)
+        if self.sampling == "with_replacement" and self.shuffle:
+            problems.append(
+                (
+                    ("shuffle",),
+                    "has no meaning with sampling: with_replacement, where each "
+                    "step draws its own rows; drop shuffle",
+                )
+            )
+        stop = self.early_stopping
+        if stop is not None and stop.monitor.endswith("accuracy"):
+            if "accuracy" not in self.metrics:
+                problems.append(
+                    (
+                        ("early_stopping", "monitor"),
+                        f"{stop.monitor} needs the accuracy: add metrics: [accuracy]",
+                    )
+                )
+        return problems
 
 
 class _Header(_Section):

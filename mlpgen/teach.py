@@ -98,17 +98,6 @@ def check(prog: Program, teaching: Teaching) -> None:
         for i, layer in enumerate(prog.net.layers)
         if layer.name in taken
     ]
-    # the training loop track's schedules (spec.train.schedule, not on every
-    # branch yet): torch_module.py's scheduler steps a torch.optim optimizer,
-    # which torch_nn.py writes out instead
-    if getattr(prog.net.spec.train, "schedule", None) is not None:
-        problems.append(
-            (
-                "train.schedule",
-                "the ladder's torch_nn.py writes the optimizer's update out and has "
-                "no learning-rate schedule yet; compile this spec without --ladder",
-            )
-        )
     if problems:
         raise SpecError(prog.net.spec.source, problems)
 

@@ -153,6 +153,61 @@ COVERAGE = {
             "epochs": 3,
         },
     },
+    "cov_loop": {
+        "name": "cov_loop",
+        "description": "the training loop's keys together: a cosine schedule every step, "
+        "draws with replacement, gradient clipping, early stopping on the val accuracy",
+        "data": {
+            "kind": "random",
+            "n": 40,
+            "classes": 3,
+            "split": {"train": 0.5, "val": 0.5},
+        },
+        "model": {
+            "input": 3,
+            "layers": [
+                {"name": "fc1", "type": "linear", "out": 5},
+                {"name": "act1", "type": "relu"},
+                {"name": "fc2", "type": "linear", "out": 3},
+            ],
+        },
+        "loss": {"type": "cross_entropy", "l2": {"coef": 0.001}},
+        "train": {
+            "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9},
+            "epochs": 6,
+            "batch_size": 8,
+            "sampling": "with_replacement",
+            "schedule": {"type": "cosine", "t_max": 5, "every": "step"},
+            "clip_grad_norm": 1.0,
+            "early_stopping": {"monitor": "val_accuracy", "patience": 2},
+            "metrics": ["accuracy"],
+        },
+    },
+    "cov_loop_linear": {
+        "name": "cov_loop_linear",
+        "description": "LinearLR every epoch with Adam, early stopping on the train loss, "
+        "nothing restored",
+        "data": XOR_DATA,
+        "model": {
+            "layers": [
+                {"name": "fc1", "type": "linear", "out": 4},
+                {"name": "act1", "type": "tanh"},
+                {"name": "fc2", "type": "linear", "out": 1},
+            ],
+        },
+        "loss": {"type": "mse"},
+        "train": {
+            "optimizer": {"type": "adam", "lr": 0.05},
+            "epochs": 20,
+            "schedule": {"type": "linear", "end_factor": 0.5, "total_iters": 10},
+            "early_stopping": {
+                "monitor": "train_loss",
+                "patience": 3,
+                "min_delta": 0.01,
+                "restore_best": False,
+            },
+        },
+    },
 }
 
 
