@@ -347,7 +347,9 @@ FUNCS: dict[str, Func] = {
         postfix=True,
     ),
     "index": Func("{0}[{1}]", "{0}[{1}]", "{0}[{1}]", postfix=True),
-    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}", postfix=True),
+    # an (N,) vector as an (N, 1) column, which broadcasts over the columns of
+    # an (N, k) tensor: the math shows it as the code does
+    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}[:, None]", postfix=True),
 }
 
 

@@ -138,7 +138,7 @@ def test_latex_printer():
     prog = build(SPEC["spiral_dropout"])
     assert latex_text(prog.backward[0].expr) == (
         r"\left(\operatorname{softmax}(\mathrm{scores}) - \operatorname{onehot}(y)\right)"
-        r" \odot \frac{w[y]}{\sum w[y]}"
+        r" \odot \frac{w[y]}{\sum w[y]}[:, None]"
     )
 
 
