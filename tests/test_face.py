@@ -211,7 +211,7 @@ def test_the_two_final_losses_are_told_apart(tmp_path):
             "adamw": "the mean over this epoch's batches, each before its update",
             "spiral_dropout": "before the last update, dropout on",
         }[name]
-        assert f'"  ({note})" if epoch == epochs else ""' in source
+        assert f'"  ({note})"' in source and "if epoch == epochs" in source
         page = " ".join((GALLERY / name / "README.md").read_text().split())
         assert "Two losses end the output, and they are not the same number." in page
 
