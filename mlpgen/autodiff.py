@@ -82,6 +82,11 @@ class Names:
             for layer in net.layers
             if layer.op.module_class is not None
         }
+        # the loss's own nn.Module, where PyTorch has no class for it (hinge)
+        loss = LOSSES[net.spec.loss.type]
+        self.loss_class = (
+            self.fresh(loss.class_name) if loss.module_class is not None else ""
+        )
         self.tensors: dict[str, str] = {}  # spec name -> variable
         self.grads: dict[str, str] = {}  # spec name -> variable of ∂L/∂it
         self.locals: dict[tuple[str, str], str] = {}  # (layer, name) -> variable

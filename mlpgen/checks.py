@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from .ops import LOSSES
+from .ops import LOSSES, accuracy_rule
 from .schema import show
 
 Problem = tuple[str, str]
@@ -29,6 +29,8 @@ PROBABILITIES = ("sigmoid", "softmax")
 def problems(spec: Any, data_info: Any, layers: list) -> list[Problem]:
     """Every semantic problem of a spec whose graph is otherwise sound."""
     found = _bce_problems(spec, layers[-1])
+    found += _hinge_problems(spec, layers[-1])
+    found += _metric_problems(spec, layers[-1])
     found += _class_weight_problems(spec)
     found += _split_problems(spec, data_info)
     found += _early_stopping_problems(spec)
@@ -58,6 +60,33 @@ def _bce_problems(spec: Any, out: Any) -> list[Problem]:
         "or use bce_with_logits on the raw scores"
     )
     return [(f"{out.path}.type", message)]
+
+
+def _hinge_problems(spec: Any, out: Any) -> list[Problem]:
+    if spec.loss.type != "hinge" or out.out_features == 1:
+        return []
+    message = (
+        f"hinge takes one score per row, but the model ends with "
+        f"{out.out_features} outputs ('{out.name}'): end it with a layer of out 1 "
+        "(the sign of the score is the class, the targets are ±1)"
+    )
+    return [(out.path, message)]
+
+
+def _metric_problems(spec: Any, out: Any) -> list[Problem]:
+    """metrics: [accuracy] where the loss defines no accuracy for this output."""
+    train = getattr(spec, "train", None)
+    if train is None or "accuracy" not in train.metrics:
+        return []
+    if accuracy_rule(spec.loss.type, out.out_features) is not None:
+        return []
+    message = (
+        f"accuracy is not defined for {spec.loss.type} on "
+        f"{out.out_features} output: with mse it needs one-hot targets and "
+        "several outputs (argmax of the output against argmax of the target); "
+        "a single output is a regression: drop accuracy from metrics"
+    )
+    return [("train.metrics", message)]
 
 
 def _class_weight_problems(spec: Any) -> list[Problem]:

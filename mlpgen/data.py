@@ -88,19 +88,17 @@ def describe(spec: Spec) -> DataInfo:
                         )
                     )
             y = tuple(tuple(float(v) for v in r) for r in rows)
+            for i, r in enumerate(y):
+                problems += _hinge_target_problems(spec, r, f"data.y[{i}]")[:1]
+                if problems:
+                    break
             info = DataInfo(len(x[0]), width, None, True, len(x), x, y)
     elif d.kind == "random":
         if d.classes is not None:
-            if not classification:
-                problems.append(
-                    (
-                        "data.classes",
-                        f"{spec.loss.type} needs float targets: use data.outputs",
-                    )
-                )
-            info = DataInfo(None, None, d.classes, False, d.n)
+            info, found = _labels(spec, None, d.classes, d.n, "data.classes")
+            problems += found
         else:
-            if classification:
+            if classification or spec.loss.type == "hinge":
                 problems.append(
                     (
                         "data.outputs",
@@ -109,32 +107,27 @@ def describe(spec: Spec) -> DataInfo:
                 )
             info = DataInfo(None, d.outputs, None, True, d.n)
     elif d.kind == "spiral":
-        if not classification:
-            problems.append(
-                (
-                    "data.kind",
-                    f"spiral data has class labels, which {spec.loss.type} cannot use",
-                )
-            )
-        info = DataInfo(2, None, d.classes, False, d.n_per_class * d.classes)
+        n = d.n_per_class * d.classes
+        info, found = _labels(spec, 2, d.classes, n, "data.classes")
+        problems += found
     elif d.kind == "blobs":
-        if not classification:
+        info, found = _labels(spec, d.features, d.classes, d.n, "data.classes")
+        problems += found
+    elif d.kind in ("moons", "circles"):
+        info, found = _labels(spec, 2, 2, d.n, "data.kind")
+        problems += found
+    elif d.kind in ("teacher", "function"):
+        if classification or spec.loss.type == "hinge":
             problems.append(
                 (
                     "data.kind",
-                    f"blobs data has class labels, which {spec.loss.type} cannot use",
+                    f"{d.kind} data has float targets, which {spec.loss.type} cannot use",
                 )
             )
-        info = DataInfo(d.features, None, d.classes, False, d.n)
-    elif d.kind == "teacher":
-        if classification:
-            problems.append(
-                (
-                    "data.kind",
-                    f"teacher data has float targets, which {spec.loss.type} cannot use",
-                )
-            )
-        info = DataInfo(d.features, d.outputs, None, True, d.n)
+        if d.kind == "teacher":
+            info = DataInfo(d.features, d.outputs, None, True, d.n)
+        else:
+            info = DataInfo(1, 1, None, True, d.n)
     elif d.kind == "file":
         info = _describe_file(spec, classification)
     else:
@@ -151,6 +144,56 @@ def describe(spec: Spec) -> DataInfo:
                 [("data.split.train", f"leaves no training sample out of {info.n}")],
             )
     return info
+
+
+# How the data kinds that make class labels (random with classes, spiral,
+# blobs, moons, circles) give them to each loss: class indices to a loss on
+# classes; ±1 in one column to hinge; 0/1 in one column to bce and
+# bce_with_logits; one-hot rows to mse (Nielsen's network.py).
+LABEL_TARGETS = {"hinge": "pm1", "bce": "01", "bce_with_logits": "01", "mse": "onehot"}
+
+
+def label_targets(loss: str) -> str:
+    """How generated class labels become this loss's targets: "index", "pm1",
+    "01" or "onehot"."""
+    if LOSSES[loss].targets == "class":
+        return "index"
+    return LABEL_TARGETS[loss]
+
+
+def _labels(
+    spec: Spec, features: int | None, classes: int, n: int, where: str
+) -> tuple[DataInfo, list[tuple[str, str]]]:
+    """The DataInfo of a kind that makes ``classes`` class labels, as the loss
+    takes them; and the problem when it cannot take them."""
+    loss = spec.loss.type
+    encoding = label_targets(loss)
+    if encoding == "index":
+        return DataInfo(features, None, classes, False, n), []
+    if encoding == "onehot":
+        return DataInfo(features, classes, None, True, n), []
+    info = DataInfo(features, 1, None, True, n)
+    if classes != 2:
+        what = "±1" if encoding == "pm1" else "0/1"
+        message = (
+            f"{loss} takes two classes ({what} targets), the data has {classes}: "
+            "use classes: 2, or cross_entropy for more classes"
+        )
+        return info, [(where, message)]
+    return info, []
+
+
+def _hinge_target_problems(spec: Spec, values, where: str) -> list[tuple[str, str]]:
+    """hinge needs targets of −1 and +1 (inline data)."""
+    bad = _hinge_target_problems_of(values) if spec.loss.type == "hinge" else None
+    if bad is None:
+        return []
+    return [(where, f"hinge needs targets of −1 or +1 (the two classes), got {bad:g}")]
+
+
+def _hinge_target_problems_of(values) -> float | None:
+    """The first value that is neither −1 nor +1, or None."""
+    return next((float(v) for v in values if v not in (-1.0, 1.0)), None)
 
 
 # -------------------------------------------------------------------- data files
@@ -329,6 +372,13 @@ def _describe_csv(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
     for start in range(0, len(values), width):
         out.write(",".join(map(_csv_text, values[start : start + width])) + "\n")
     file = DataFile("data.csv", out.getvalue().encode(), d.path, t, header[t])
+    bad = _hinge_target_problems_of(values[t::width]) if loss == "hinge" else None
+    if bad is not None:
+        raise _FileProblem(
+            f"hinge needs targets of −1 or +1 in column {show(header[t], 40)}, "
+            f"got {bad:g}",
+            "data.target",
+        )
     if classification:
         return DataInfo(width - 1, None, classes, False, rows, file=file)
     return DataInfo(width - 1, 1, None, True, rows, file=file)
@@ -531,5 +581,10 @@ def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
             y.reshape(-1).astype(np.float64), True, loss, "array y", "data.path"
         )
         return DataInfo(x.shape[1], None, classes, False, n, file=file)
+    bad = _hinge_target_problems_of(y.reshape(-1).tolist()) if loss == "hinge" else None
+    if bad is not None:
+        raise _FileProblem(
+            f"hinge needs targets of −1 or +1 in array y of {show(d.path)}, got {bad:g}"
+        )
     targets = 1 if y.ndim == 1 else y.shape[1]
     return DataInfo(x.shape[1], targets, None, True, n, file=file)

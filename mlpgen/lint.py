@@ -367,6 +367,7 @@ def _model_warnings(net: Network) -> list[tuple[str, str]]:
                 ),
             )
         )
+    found += _hinge_warnings(net)
     for layer in net.layers:
         if layer.op.name != "activation":
             continue
@@ -390,6 +391,41 @@ def _model_warnings(net: Network) -> list[tuple[str, str]]:
 # What the layers before a custom activation guarantee about its input.
 _POSITIVE = ("sigmoid", "softmax", "softplus")
 _NON_NEGATIVE = ("relu",)
+
+
+# Output layers whose values are never negative: sign(s) is never −1.
+NONNEGATIVE = ("relu", "sigmoid", "softmax", "softplus")
+
+
+def _hinge_warnings(net: Network) -> list[tuple[str, str]]:
+    """hinge on a score that cannot take both signs, or cannot pass the margin."""
+    last = net.output
+    if net.spec.loss.type != "hinge":
+        return []
+    if last.op.name in NONNEGATIVE:
+        return [
+            (
+                last.path,
+                (
+                    f"hinge on the output of {last.op.name}, which is never "
+                    "negative: its targets are −1 and +1 and the sign of the score "
+                    "is the class, so every −1 row stays wrong; end the model with a "
+                    "linear layer (a raw score)"
+                ),
+            )
+        ]
+    if last.op.name == "tanh":
+        return [
+            (
+                last.path,
+                (
+                    "hinge on the output of tanh, which stays inside (−1, 1): no row "
+                    "ever reaches the margin y·s >= 1, so every row keeps a gradient "
+                    "and the loss never reaches 0; end the model with a linear layer"
+                ),
+            )
+        ]
+    return []
 
 
 def undefined_where(text: str, source: str | None = None) -> list[str]:

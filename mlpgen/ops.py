@@ -857,6 +857,16 @@ class Loss:
     targets: Literal["float", "class"] = "float"
     # which predictions are right, in NumPy and torch, for metrics: [accuracy]
     correct: tuple[str, str] | None = None
+    # accuracy needs at least this many output columns (mse: argmax of one-hot
+    # targets needs two); with fewer, metrics: [accuracy] is a spec error
+    accuracy_outputs: int = 1
+    # whether the learning page shows the accuracy without metrics: [accuracy]
+    # (a classifier's loss); mse shows it only when the spec asks
+    accuracy_by_default: bool = True
+    # the source of a small nn.Module for torch_module.py when PyTorch has no
+    # class for the loss (module() then names it as "{cls}"), and its name
+    module_class: Callable[[Any, str], str] | None = None
+    class_name: str = ""
     # constants the derived gradient reads, defined at the top of the manual
     # files: (the Sym, its value as code valid in NumPy and torch files, why)
     constants: tuple[tuple[Sym, str, str], ...] = ()
@@ -922,6 +932,13 @@ LOSSES["mse"] = Loss(
     formula="L = scale · mean((ŷ − y)²)   (sum with reduction: sum)",
     derivative="∂L/∂ŷ = 2·scale/numel(ŷ) · (ŷ − y)   (2·scale · (ŷ − y) with sum)",
     module=lambda a: f'nn.MSELoss(reduction="{a.reduction}")',
+    # one-hot targets (Nielsen's network.py): the largest output is the guess
+    correct=(
+        "out.argmax(axis=1) == y.argmax(axis=1)",
+        "out.argmax(dim=1) == y.argmax(dim=1)",
+    ),
+    accuracy_outputs=2,
+    accuracy_by_default=False,
     derivation=(
         "L = scale·(1/M)·Σ (ŷ − y)² over the M = N·F elements of ŷ (reduction"
         " sum: no 1/M).\n"
@@ -1150,3 +1167,72 @@ LOSSES["bce_with_logits"] = Loss(
         "to 0."
     ),
 )
+
+
+class HingeKeys(LossKeys):
+    type: Literal["hinge"]
+    reduction: Reduction = "mean"
+
+
+def _margin(c: LossCtx) -> Expr:
+    """1 − y·s: how far each score is from its side's margin (torch's order:
+    the product first, then 1 minus it)."""
+    return 1 - c.y * c.out
+
+
+def _hinge_grad(c: LossCtx) -> Expr:
+    # F.relu's backward masks where its output is > 0 (the kink gets 0), then
+    # the product rule of 1 − y·s gives −y
+    return _per_element(c, -c.y * call("gt0", _margin(c)))
+
+
+HINGE_CLASS = '''class {cls}(nn.Module):
+    """The max-margin (hinge) loss of micrograd's demo: max(0, 1 − y·s),
+    {how}, on one score s per row and targets y in {{−1, +1}}.
+
+    PyTorch has no nn class for it: nn.HingeEmbeddingLoss is another loss (s
+    itself where y = +1, max(0, 1 − s) where y = −1), and nn.MultiMarginLoss
+    wants one score per class. So it is written with F.relu, whose gradient is
+    0 at the kink, as the derived one is."""
+
+    def forward(self, s, y):
+        return F.relu(1 - y * s).{red}()
+'''
+
+
+def _hinge_class(a, cls: str) -> str:
+    how = "averaged over the rows" if a.reduction == "mean" else "summed over the rows"
+    return HINGE_CLASS.format(cls=cls, how=how, red=a.reduction)
+
+
+LOSSES["hinge"] = Loss(
+    name="hinge",
+    Keys=HingeKeys,
+    value=lambda c: _reduce(c, call("relu", _margin(c))),
+    grad=_hinge_grad,
+    formula="L = mean(max(0, 1 − y·s)), y = ±1, one score s per row   (sum with reduction: sum)",
+    derivative="∂L/∂s = −y ⊙ [1 − y·s > 0] / N   (no 1/N with sum; 0 at the kink)",
+    module=lambda a: "{cls}()",
+    module_class=_hinge_class,
+    class_name="HingeLoss",
+    correct=("np.sign(out) == y", "torch.sign(out) == y"),
+    derivation=(
+        "L = (1/N)·Σₙ max(0, 1 − yₙ·sₙ), with one score sₙ per row and yₙ = ±1 "
+        "(reduction sum: no 1/N). A row whose score is on its side by at least "
+        "the margin (yₙ·sₙ ≥ 1) costs nothing and gets no gradient; the others "
+        "cost 1 − yₙ·sₙ, whose slope in sₙ is −yₙ.\n"
+        "So ∂L/∂s = −y ⊙ [1 − y·s > 0]/N, shape (N, 1) like s: the scores of "
+        "rows inside the margin are pushed towards their side. At the kink "
+        "1 − y·s = 0 the slope is taken to be 0, as PyTorch's relu takes it.\n"
+        "Accuracy: the sign of the score is the guess, sign(s) = y."
+    ),
+)
+
+
+def accuracy_rule(loss_type: str, outputs: int) -> tuple[str, str] | None:
+    """(NumPy, torch) code of which predictions are right, when the loss defines
+    an accuracy for a model with ``outputs`` output columns; None otherwise."""
+    loss = LOSSES[loss_type]
+    if loss.correct is None or outputs < loss.accuracy_outputs:
+        return None
+    return loss.correct

@@ -13,6 +13,7 @@ Then the NumPy backward pass is checked against float64 central differences.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import tempfile
@@ -118,10 +119,13 @@ def specs(draw) -> dict:
     features = draw(st.integers(1, 6))
     layers = draw(body(features))
     loss_type = draw(
-        st.sampled_from(["mse", "cross_entropy", "nll", "bce", "bce_with_logits"])
+        st.sampled_from(
+            ["mse", "cross_entropy", "nll", "bce", "bce_with_logits", "hinge"]
+        )
     )
     classification = loss_type in ("cross_entropy", "nll")
-    outputs = draw(st.integers(2 if classification else 1, 6))
+    least = 2 if classification else 1
+    outputs = 1 if loss_type == "hinge" else draw(st.integers(least, 6))
     layers.append({"name": "head", **linear(draw, outputs)})
     loss: dict = {
         "type": loss_type,
@@ -155,9 +159,28 @@ def specs(draw) -> dict:
         y = rng.integers(0, outputs, n).tolist()
     elif loss_type == "mse":
         y = rng.standard_normal((n, outputs)).tolist()
+    elif loss_type == "hinge":
+        y = (2.0 * rng.integers(0, 2, (n, 1)) - 1).tolist()
     else:
         y = rng.integers(0, 2, (n, outputs)).astype(float).tolist()
     data: dict = {"kind": "inline", "x": x, "y": y}
+    # the generated kinds of two classes, where the input has two features
+    if features == 2 and loss_type != "mse" and draw(st.booleans()):
+        kind = draw(st.sampled_from(["moons", "circles"]))
+        data = {"kind": kind, "n": n, "noise": draw(st.sampled_from([0.0, 0.1]))}
+        if kind == "circles":
+            data["factor"] = draw(st.sampled_from([0.8, 0.5]))
+        if outputs != 1 and not classification:  # one column of targets only
+            data = {"kind": "inline", "x": x, "y": y}
+    elif features == 1 and loss_type == "mse" and outputs == 1 and draw(st.booleans()):
+        data = {
+            "kind": "function",
+            "expr": draw(st.sampled_from(["sin(x)", "x**2 - 1", "tanh(2*x) + 0.5*x"])),
+            "low": -3.0,
+            "high": 3.0,
+            "n": n,
+            "noise": draw(st.sampled_from([0.0, 0.1])),
+        }
     if draw(st.booleans()):
         data["split"] = {"train": 0.75, "test": 0.25}
     data["standardize"] = draw(st.booleans())
@@ -181,6 +204,8 @@ def specs(draw) -> dict:
         "batch_size": draw(st.sampled_from(["full", 1, 3, 8])),
         "shuffle": draw(st.booleans()),
     }
+    if (loss_type != "mse" or outputs > 1) and draw(st.booleans()):
+        train["metrics"] = ["accuracy"]
     return {
         "name": "prop",
         "dtype": draw(st.sampled_from(["float64", "float64", "float64", "float32"])),
@@ -265,7 +290,8 @@ def finite_difference_error(nb, spec: dict) -> float:
     def loss() -> float:
         return float(nb.loss_fn(run(params)[0], y, *args))
 
-    grads, _ = nb.backward(params, run(params)[1], y)
+    reads = "params" in inspect.signature(nb.backward).parameters
+    grads, _ = nb.backward(*([params] if reads else []), run(params)[1], y)
     rng = np.random.default_rng(0)
     numeric, derived = [], []
     for name, p in params.items():
