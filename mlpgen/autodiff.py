@@ -353,7 +353,9 @@ def derive(net: Network) -> Program:
     backward: list[Line] = []
     g_out = loss.grad(loss_ctx(net, names.value(out.name)))
     loss_formula = math_text(loss.value(loss_ctx(net, names.value(out.name))))
-    if l2 and l2_keys is not None:  # as loss_fn's docstring writes it; its gradient joins the parameters' lines
+    if (
+        l2 and l2_keys is not None
+    ):  # as loss_fn's docstring writes it; its gradient joins the parameters' lines
         which = "all parameters" if l2_keys.params == "all" else "the weights"
         loss_formula += f" + {l2_keys.coef}·Σ p² over {which}"
     backward.append(
