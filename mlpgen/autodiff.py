@@ -286,19 +286,18 @@ def _modes(train: list[Line], evaluate: list[Line]) -> list[Line]:
     # dropout_forward sets mask = None in test mode), so that the cache can
     # always name it
     defined = {line.target for line in e_mid}
-    for line in t_mid:
-        if line.kind == "intermediate" and line.target not in defined:
-            e_mid = [
-                Line(
-                    line.target,
-                    NONE,
-                    (f"{math_text(line.target)}: none in evaluation",),
-                    "intermediate",
-                    line.layer,
-                    "",
-                ),
-                *e_mid,
-            ]
+    e_mid = [
+        Line(
+            line.target,
+            NONE,
+            (f"{math_text(line.target)}: none in evaluation",),
+            "intermediate",
+            line.layer,
+            "",
+        )
+        for line in t_mid
+        if line.kind == "intermediate" and line.target not in defined
+    ] + e_mid
     mark = lambda lines, mode: [  # noqa: E731
         Line(ln.target, ln.expr, ln.comments, ln.kind, ln.layer, ln.shape, mode)
         for ln in lines
@@ -495,9 +494,13 @@ def _layer_backward(net, layer, names, needs, parts, header, param_line) -> list
     lines: list[Line] = []
     coef2 = 2 * net.spec.loss.l2.coef if net.spec.loss.l2 is not None else None
 
+    done: set[Sym] = set()  # a piece both rules name (batchnorm's Σₙ g) is one line
+
     def intermediates() -> None:
         for local in c.lines:
-            lines.append(_local_line(local, layer.name, "grad_intermediate"))
+            if local.target not in done:
+                done.add(local.target)
+                lines.append(_local_line(local, layer.name, "grad_intermediate"))
         c.lines.clear()
 
     pgrads = layer.op.param_grads(c)

@@ -21,7 +21,7 @@ import stat
 import struct
 import zipfile
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .ops import LOSSES
@@ -53,6 +53,9 @@ class DataInfo:
     x: tuple | None = None  # inline data, as nested tuples
     y: tuple | None = None  # inline targets: rows (float) or indices (class)
     file: DataFile | None = None  # kind file: the copy the scripts read
+    tokens: bool = False  # x holds integer token indices (N, T), for an embedding
+    vocab_used: int | None = None  # 1 + the largest token index, when known
+    largest_at: str = ""  # where that largest index is: "x[4, 1]"
 
 
 def describe(spec: Spec) -> DataInfo:
@@ -60,8 +63,24 @@ def describe(spec: Spec) -> DataInfo:
     classification = LOSSES[spec.loss.type].targets == "class"
     problems: list[tuple[str, str]] = []
     info = None
+    token_input = not isinstance(spec.model.input, (int, type(None)))
+    if token_input and d.kind not in ("inline", "file"):
+        raise SpecError(
+            spec.source,
+            [
+                (
+                    "model.input",
+                    (
+                        f"token inputs need integer data: inline integers or an .npz "
+                        f"with an integer array x, not {d.kind} data (floats)"
+                    ),
+                )
+            ],
+        )
     if d.kind == "inline":
         x = tuple(tuple(float(v) for v in row) for row in d.x)
+        if token_input:
+            x, problems = _token_rows(x)
         rows = [r if isinstance(r, (list, tuple)) else [r] for r in d.y]
         if classification:
             labels = []
@@ -77,6 +96,8 @@ def describe(spec: Spec) -> DataInfo:
                 labels.append(int(r[0]))
             classes = max(labels) + 1 if labels else None
             info = DataInfo(len(x[0]), None, classes, False, len(x), x, tuple(labels))
+            if token_input:
+                info = _with_tokens(info, x)
         else:
             width = len(rows[0])
             for i, r in enumerate(rows):
@@ -93,6 +114,8 @@ def describe(spec: Spec) -> DataInfo:
                 if problems:
                     break
             info = DataInfo(len(x[0]), width, None, True, len(x), x, y)
+            if token_input:
+                info = _with_tokens(info, x)
     elif d.kind == "random":
         if d.classes is not None:
             info, found = _labels(spec, None, d.classes, d.n, "data.classes")
@@ -136,6 +159,20 @@ def describe(spec: Spec) -> DataInfo:
         )
     if problems:
         raise SpecError(spec.source, problems)
+    if info.tokens and d.standardize:
+        raise SpecError(
+            spec.source,
+            [
+                (
+                    "data.standardize",
+                    (
+                        "x holds token indices, which are names of vocabulary entries, "
+                        "not quantities: they cannot be standardized (set "
+                        "standardize: false)"
+                    ),
+                )
+            ],
+        )
     if info.n is not None and d.split is not None:
         n_train = int(d.split.train * info.n)
         if n_train < 1:
@@ -144,6 +181,36 @@ def describe(spec: Spec) -> DataInfo:
                 [("data.split.train", f"leaves no training sample out of {info.n}")],
             )
     return info
+
+
+def _token_rows(x: tuple) -> tuple[tuple, list[tuple[str, str]]]:
+    """Inline x as token indices: integers >= 0, or one problem per bad value
+    (the first few)."""
+    problems = []
+    for i, row in enumerate(x):
+        for j, v in enumerate(row):
+            if v != int(v) or v < 0:
+                problems.append(
+                    (
+                        f"data.x[{i}][{j}]",
+                        f"a token index must be an integer >= 0, got {v:g}",
+                    )
+                )
+                if len(problems) == 5:
+                    return x, problems
+    return tuple(tuple(int(v) for v in row) for row in x), problems
+
+
+def _with_tokens(info: DataInfo, x) -> DataInfo:
+    """``info`` for token inputs: where the largest index is, for the
+    vocabulary check of graph.build."""
+    import numpy as np
+
+    a = np.asarray(x)
+    i, j = np.unravel_index(int(a.argmax()), a.shape)
+    return replace(
+        info, tokens=True, vocab_used=int(a.max()) + 1, largest_at=f"x[{i}, {j}]"
+    )
 
 
 # How the data kinds that make class labels (random with classes, spiral,
@@ -565,6 +632,13 @@ def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
         raise _FileProblem(
             f"array x of {show(d.path)} must be (samples, features), got {x.shape}"
         )
+    if x.dtype.kind in "iu" and x.min() < 0:
+        i, j = np.unravel_index(int(x.argmin()), x.shape)
+        raise _FileProblem(
+            f"array x of {show(d.path)} holds integers, which are token indices, "
+            f"and x[{i}, {j}] is {x[i, j]}: an index must be >= 0",
+            "data.x",
+        )
     n = x.shape[0]
     if y.ndim not in (1, 2) or y.shape[0] != n or y.size == 0:
         raise _FileProblem(
@@ -580,11 +654,18 @@ def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
         classes = _classes(
             y.reshape(-1).astype(np.float64), True, loss, "array y", "data.path"
         )
-        return DataInfo(x.shape[1], None, classes, False, n, file=file)
-    bad = _hinge_target_problems_of(y.reshape(-1).tolist()) if loss == "hinge" else None
-    if bad is not None:
-        raise _FileProblem(
-            f"hinge needs targets of −1 or +1 in array y of {show(d.path)}, got {bad:g}"
+        info = DataInfo(x.shape[1], None, classes, False, n, file=file)
+    else:
+        bad = (
+            _hinge_target_problems_of(y.reshape(-1).tolist())
+            if loss == "hinge"
+            else None
         )
-    targets = 1 if y.ndim == 1 else y.shape[1]
-    return DataInfo(x.shape[1], targets, None, True, n, file=file)
+        if bad is not None:
+            raise _FileProblem(
+                f"hinge needs targets of −1 or +1 in array y of {show(d.path)}, got {bad:g}"
+            )
+        targets = 1 if y.ndim == 1 else y.shape[1]
+        info = DataInfo(x.shape[1], targets, None, True, n, file=file)
+    # an integer x holds token indices (spec-format.md, token inputs)
+    return _with_tokens(info, x) if x.dtype.kind in "iu" else info

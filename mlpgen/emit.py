@@ -600,6 +600,7 @@ def context(prog: Program) -> dict:
         "split": split,
         "standardize": d.standardize,
         "classification": loss.targets == "class",
+        "tokens": net.tokens is not None,
         "input_features": net.input_features,
         "params": [
             {

@@ -79,6 +79,8 @@ def planned_figures(prog) -> list[str]:
 def _boundary_kind(prog) -> str | None:
     """How the output over a 2-D grid is drawn: class regions, one value, or not."""
     net = prog.net
+    if net.tokens:  # token indices name vocabulary entries: no plane to draw
+        return None
     if LOSSES[net.spec.loss.type].targets == "class":
         return "classes"
     if net.output.out_features == 1:

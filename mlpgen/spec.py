@@ -546,8 +546,24 @@ class Layer(_Section):
     keys: Keys  # an instance of LAYERS[type].Keys
 
 
+class TokenInput(_Section):
+    """``model.input: {tokens: T, vocab: V}``: x holds T integer token indices
+    per sample, each in [0, V), which an ``embedding`` layer looks up."""
+
+    tokens: Features
+    vocab: Features
+
+
+def _input_kind(value: Any) -> Any:
+    """A mapping is a token input; anything else is a feature count."""
+    return TokenInput if isinstance(value, (dict, TokenInput)) else Features
+
+
+ModelInput = Annotated[Features | TokenInput, Choose(_input_kind)]
+
+
 class _ModelHead(_Section):
-    input: Features | None = None
+    input: ModelInput | None = None
 
 
 class Model(_ModelHead):
