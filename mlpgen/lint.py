@@ -227,6 +227,14 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
             "class weights with reduction mean: the mean divides by Σ w[y_i] over the ",
             "batch (as torch does), not by N, so the scale depends on the batch's classes",
         )
+    if weighted and getattr(loss, "label_smoothing", 0.0):
+        warn(
+            "loss.label_smoothing",
+            "label smoothing with class weights: torch weights the smoothing term "
+            "by class too (ε/C·Σⱼ −w[j]·log pⱼ, not ε/C·Σⱼ −log pⱼ), and with "
+            "reduction mean divides it, like the class term, by Σ w[y_i]: the ",
+            "ε/C spread over the classes is not uniform but proportional to w",
+        )
     if opt.type == "adam" and opt.weight_decay > 0:
         warn(
             "train.optimizer.weight_decay",
