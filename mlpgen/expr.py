@@ -284,6 +284,8 @@ FUNCS: dict[str, Func] = {
         postfix=True,
     ),
     "sum": Func("{0}.sum()", "{0}.sum()", "Σ {0}", postfix=True, scalar=True),
+    # the sum of each row, one number per row (N,)
+    "sum1": Func("{0}.sum(axis=1)", "{0}.sum(dim=1)", "Σⱼ {0}", postfix=True),
     "mean": Func(
         "mean({0})", "torch.mean({0})", "mean({0})", scalar=True, helper="mean"
     ),
@@ -367,7 +369,9 @@ FUNCS: dict[str, Func] = {
         postfix=True,
         helper="embedding_grad",
     ),
-    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}", postfix=True),
+    # an (N,) vector as an (N, 1) column, which broadcasts over the columns of
+    # an (N, k) tensor: the math shows it as the code does
+    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}[:, None]", postfix=True),
 }
 
 

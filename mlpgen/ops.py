@@ -1335,9 +1335,55 @@ class CrossEntropyKeys(LossKeys):
     type: Literal["cross_entropy"]
     weight: list[Annotated[float, Range(ge=0)]] | None = None
     reduction: Reduction = "mean"
+    label_smoothing: Annotated[float, Range(ge=0, le=1)] = 0.0
+
+
+def _smoothing(c: LossCtx) -> tuple[Const, Const]:
+    """(1 − ε, ε/C) of label smoothing ε over C classes, as torch computes them."""
+    eps = c.a.label_smoothing
+    return Const(1 - eps), Const(eps / c.outputs)
+
+
+def _ce_smoothed_value(c: LossCtx) -> Expr:
+    """nn.CrossEntropyLoss(label_smoothing=ε): (1 − ε)·the loss on the class
+    plus ε/C·the loss on every class, −Σⱼ w[j]·log pⱼ, each reduced as torch
+    reduces it (with weights, both divided by Σₙ w[yₙ])."""
+    keep, spread = _smoothing(c)
+    nll = call("logsumexp", c.out) - call("pick", c.out, c.y)
+    log_p = call("log_softmax", c.out)
+    if c.weight is None:
+        smooth = -call("sum1", log_p)
+        if c.a.reduction == "mean":
+            return keep * call("mean", nll) + spread * call("mean", smooth)
+        return keep * call("sum", nll) + spread * call("sum", smooth)
+    w = call("index", c.weight, c.y)
+    smooth = -call("sum1", log_p * c.weight)
+    if c.a.reduction == "mean":
+        total = call("sum", w)
+        return keep * (call("sum", w * nll) / total) + spread * (
+            call("sum", smooth) / total
+        )
+    return keep * call("sum", w * nll) + spread * call("sum", smooth)
+
+
+def _ce_smoothed_grad(c: LossCtx) -> Expr:
+    keep, spread = _smoothing(c)
+    p = call("softmax", c.out)
+    onehot = call("onehot", c.y, Const(c.outputs))
+    if c.weight is None:
+        # the smoothed target q = (1 − ε)·onehot(y) + ε/C: ∂L/∂z = p − q per row
+        d = p - (keep * onehot + spread)
+        return d / call("rows", c.out) if c.a.reduction == "mean" else d
+    w = call("index", c.weight, c.y)
+    d = keep * ((p - onehot) * call("col", w)) + spread * (
+        p * call("sum", c.weight) - c.weight
+    )
+    return d / call("sum", w) if c.a.reduction == "mean" else d
 
 
 def _ce_value(c: LossCtx) -> Expr:
+    if c.a.label_smoothing:
+        return _ce_smoothed_value(c)
     nll = call("logsumexp", c.out) - call("pick", c.out, c.y)
     if c.weight is None:
         return call("mean", nll) if c.a.reduction == "mean" else call("sum", nll)
@@ -1347,6 +1393,8 @@ def _ce_value(c: LossCtx) -> Expr:
 
 
 def _ce_grad(c: LossCtx) -> Expr:
+    if c.a.label_smoothing:
+        return _ce_smoothed_grad(c)
     d = call("softmax", c.out) - call("onehot", c.y, Const(c.outputs))
     if c.weight is None:
         return d / call("rows", c.out) if c.a.reduction == "mean" else d
@@ -1360,6 +1408,8 @@ def _ce_module(a) -> str:
     args = ["weight=CLASS_WEIGHT"] if a.weight is not None else []
     if a.reduction != "mean":
         args.append(f'reduction="{a.reduction}"')
+    if getattr(a, "label_smoothing", 0.0):
+        args.append(f"label_smoothing={a.label_smoothing!r}")
     return f"nn.CrossEntropyLoss({', '.join(args)})"
 
 
@@ -1385,7 +1435,17 @@ LOSSES["cross_entropy"] = Loss(
         "have rounded to 0, which is why PyTorch's CrossEntropyLoss takes "
         "logits.\n"
         "With class weights row n counts w[yₙ] times and the mean divides by "
-        "Σₙ w[yₙ]: ∂L/∂zₙ = (pₙ − onehot(yₙ))·w[yₙ]/Σₘ w[yₘ]."
+        "Σₙ w[yₙ]: ∂L/∂zₙ = (pₙ − onehot(yₙ))·w[yₙ]/Σₘ w[yₘ].\n"
+        "Label smoothing ε mixes in the loss on every class: L = (1 − ε)·(the "
+        "loss above) + (ε/C)·(1/N)·Σₙ Σⱼ −log pₙⱼ. Each −log pₙⱼ has gradient "
+        "pₙ − onehot(j) in zₙ, and Σⱼ of them is C·pₙ − 1, so ∂L/∂zₙ = ((1 − "
+        "ε)·(pₙ − onehot(yₙ)) + ε·(pₙ − 1/C))/N = (pₙ − qₙ)/N with the smoothed "
+        "target qₙ = (1 − ε)·onehot(yₙ) + ε/C: softmax minus a target that puts "
+        "ε/C on every class.\n"
+        "With class weights PyTorch weights the smoothing term by class as "
+        "well, Σⱼ −w[j]·log pₙⱼ, whose gradient is pₙ·Σⱼ w[j] − w, and with "
+        "reduction mean divides both terms by Σₙ w[yₙ]: ∂L/∂zₙ = ((1 − "
+        "ε)·(pₙ − onehot(yₙ))·w[yₙ] + (ε/C)·(pₙ·Σⱼ w[j] − w))/Σₘ w[yₘ]."
     ),
     correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
 )

@@ -134,6 +134,10 @@ CASES = {
         [LINEAR3, {"type": "activation", "expr": "sqrt(x)"}, LINEAR1], {"type": "mse"}, None, {},
         "model.layers[1].expr", "for x <= 0 (sqrt of a negative number",
     ),
+    "label smoothing with class weights": (
+        [LINEAR3], {"type": "cross_entropy", "weight": [1, 2, 3], "reduction": "sum", "label_smoothing": 0.1}, None, {},
+        "loss.label_smoothing", "torch weights the smoothing term by class too",
+    ),
     "hinge after relu": (
         [LINEAR1, {"type": "relu"}], {"type": "hinge"}, None, {},
         "model.layers[1]", "every −1 row stays wrong",

@@ -445,3 +445,130 @@ def test_hinge_needs_class_targets_from_float_kinds(tmp_path):
     assert "data.outputs: hinge needs class targets: use data.classes" in spec_error(
         tmp_path, spec
     )
+
+
+# ------------------------------------------------------------ label smoothing
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_label_smoothing_value_and_gradient_are_torchs(dtype, weighted, reduction):
+    """nn.CrossEntropyLoss(label_smoothing=0.2), with class weights too: torch
+    weights the smoothing term by w[j] as well and divides both terms by
+    Σₙ w[yₙ] with reduction mean (checked here against torch itself)."""
+    from mlpgen.expr import Sym
+
+    keys = LOSSES["cross_entropy"].Keys(
+        type="cross_entropy", reduction=reduction, label_smoothing=0.2
+    )
+    weight = np.array([0.5, 2.0, 1.0, 3.0], dtype=dtype)
+    ctx = LossCtx(
+        out=Sym("out"),
+        y=Sym("y"),
+        a=keys,
+        outputs=4,
+        weight=Sym("CLASS_WEIGHT") if weighted else None,
+    )
+    rng = np.random.default_rng(1)
+    z = (3 * rng.standard_normal((30, 4))).astype(dtype)
+    y = rng.integers(0, 4, 30)
+    from mlpgen.expr import NUMPY_HELPERS
+
+    scope: dict = {"np": np, "DTYPE": dtype, "out": z, "y": y, "CLASS_WEIGHT": weight}
+    for name in ("mean", "logsumexp", "log_softmax", "softmax"):
+        exec(NUMPY_HELPERS[name], scope)  # noqa: S102
+    value = eval(numpy_code(LOSSES["cross_entropy"].value(ctx)), scope)
+    grad = eval(numpy_code(LOSSES["cross_entropy"].grad(ctx)), scope)
+
+    zt = torch.tensor(z, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(
+        zt,
+        torch.tensor(y),
+        weight=torch.tensor(weight) if weighted else None,
+        reduction=reduction,
+        label_smoothing=0.2,
+    )
+    expected.backward()
+    rtol = 1e-5 if dtype == np.float32 else 1e-14
+    assert grad.dtype == dtype
+    assert float(value) == pytest.approx(expected.item(), rel=rtol)
+    scale = np.abs(zt.grad.numpy()).max()
+    np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=0, atol=rtol * scale)
+    # the torch printing computes the same numbers
+    tscope = {
+        "torch": torch,
+        "F": torch.nn.functional,
+        "DTYPE": zt.dtype,
+        "out": torch.tensor(z),
+        "y": torch.tensor(y),
+        "CLASS_WEIGHT": torch.tensor(weight),
+    }
+    tgrad = eval(torch_code(LOSSES["cross_entropy"].grad(ctx)), tscope)
+    np.testing.assert_allclose(tgrad.numpy(), grad, rtol=0, atol=rtol * scale)
+
+
+def test_label_smoothing_without_weights_is_softmax_minus_the_smoothed_target():
+    from mlpgen.expr import Sym, math_text
+
+    keys = LOSSES["cross_entropy"].Keys(type="cross_entropy", label_smoothing=0.1)
+    ctx = LossCtx(out=Sym("z"), y=Sym("y"), a=keys, outputs=4)
+    assert math_text(LOSSES["cross_entropy"].grad(ctx)) == (
+        "(softmax(z) − (0.9 · onehot(y) + 0.025))/N"
+    )
+    module = LOSSES["cross_entropy"].module(keys)
+    assert module == "nn.CrossEntropyLoss(label_smoothing=0.1)"
+
+
+SMOOTHED_SPEC = {
+    "mlpgen": 1,
+    "name": "smoothed",
+    "data": {
+        "kind": "spiral",
+        "n_per_class": 12,
+        "classes": 3,
+        "split": {"train": 0.75, "val": 0.25},
+    },
+    "model": {
+        "layers": [
+            {"name": "fc1", "type": "linear", "out": 8},
+            {"name": "act", "type": "tanh"},
+            {"name": "scores", "type": "linear", "out": 3},
+        ]
+    },
+    "loss": {
+        "type": "cross_entropy",
+        "label_smoothing": 0.1,
+        "weight": [1.0, 2.0, 0.5],
+    },
+    "train": {
+        "optimizer": {"type": "adam", "lr": 0.02},
+        "epochs": 5,
+        "batch_size": 9,
+        "shuffle": True,
+        "metrics": ["accuracy"],
+    },
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_label_smoothed_networks_agree_across_the_three_files(
+    tmp_path, dtype, weighted
+):
+    spec = json.loads(json.dumps(SMOOTHED_SPEC))
+    spec["dtype"] = dtype
+    if not weighted:
+        del spec["loss"]["weight"]
+    dumps = _dumps(tmp_path, spec)
+    for quantity, impl, diff, ratio in compare(dumps, dtype):
+        assert ratio <= 1.0, (
+            f"{quantity} of {impl}: off by {diff:.3g} ({ratio:.3g} × tol)"
+        )
+    text = (tmp_path / "out" / "smoothed" / "torch_module.py").read_text()
+    args = (
+        "weight=CLASS_WEIGHT, label_smoothing=0.1"
+        if weighted
+        else "label_smoothing=0.1"
+    )
+    assert f"criterion = nn.CrossEntropyLoss({args})" in text

@@ -161,6 +161,8 @@ def specs(draw) -> dict:
                 st.sampled_from([0.5, 1.0, 2.0]), min_size=outputs, max_size=outputs
             )
         )
+    if loss_type == "cross_entropy" and draw(st.booleans()):
+        loss["label_smoothing"] = draw(st.sampled_from([0.1, 0.3]))
     if loss_type == "bce_with_logits" and draw(st.booleans()):
         loss["pos_weight"] = draw(
             st.lists(st.sampled_from([0.5, 3.0]), min_size=outputs, max_size=outputs)

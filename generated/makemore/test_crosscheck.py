@@ -275,7 +275,6 @@ def test_gradients_match_finite_differences():
     nb = load("numpy_backprop")
     x, y = nb.load_data()["train"]
     x, y = x[:32], y[:32]
-    x = x.astype(np.float64)
     params = {k: v.astype(np.float64) for k, v in nb.init_params().items()}
     buffers = nb.init_buffers()
 
