@@ -82,6 +82,11 @@ class Names:
             for layer in net.layers
             if layer.op.module_class is not None
         }
+        # the loss's own nn.Module, where PyTorch has no class for it (hinge)
+        loss = LOSSES[net.spec.loss.type]
+        self.loss_class = (
+            self.fresh(loss.class_name) if loss.module_class is not None else ""
+        )
         self.tensors: dict[str, str] = {}  # spec name -> variable
         self.grads: dict[str, str] = {}  # spec name -> variable of ∂L/∂it
         self.locals: dict[tuple[str, str], str] = {}  # (layer, name) -> variable
@@ -281,19 +286,18 @@ def _modes(train: list[Line], evaluate: list[Line]) -> list[Line]:
     # dropout_forward sets mask = None in test mode), so that the cache can
     # always name it
     defined = {line.target for line in e_mid}
-    for line in t_mid:
-        if line.kind == "intermediate" and line.target not in defined:
-            e_mid = [
-                Line(
-                    line.target,
-                    NONE,
-                    (f"{math_text(line.target)}: none in evaluation",),
-                    "intermediate",
-                    line.layer,
-                    "",
-                ),
-                *e_mid,
-            ]
+    e_mid = [
+        Line(
+            line.target,
+            NONE,
+            (f"{math_text(line.target)}: none in evaluation",),
+            "intermediate",
+            line.layer,
+            "",
+        )
+        for line in t_mid
+        if line.kind == "intermediate" and line.target not in defined
+    ] + e_mid
     mark = lambda lines, mode: [  # noqa: E731
         Line(ln.target, ln.expr, ln.comments, ln.kind, ln.layer, ln.shape, mode)
         for ln in lines
@@ -348,6 +352,11 @@ def derive(net: Network) -> Program:
     backward: list[Line] = []
     g_out = loss.grad(loss_ctx(net, names.value(out.name)))
     loss_formula = math_text(loss.value(loss_ctx(net, names.value(out.name))))
+    if (
+        l2 and l2_keys is not None
+    ):  # as loss_fn's docstring writes it; its gradient joins the parameters' lines
+        which = "all parameters" if l2_keys.params == "all" else "the weights"
+        loss_formula += f" + {l2_keys.coef}·Σ p² over {which}"
     backward.append(
         Line(
             names.grad(out.name),
@@ -439,14 +448,20 @@ def _param_grad_lines(param_info: dict[str, ParamInfo], l2: tuple[ParamInfo, ...
 
     def line(state_name: str, e: Expr, coef2: float | None) -> Line:
         pinfo = param_info[state_name]
+        notes: tuple[str, ...] = ()
         if coef2 is not None and state_name in coef:
-            e = e + coef2 * param(state_name)
+            term = coef2 * param(state_name)
+            e = e + term
+            notes = (
+                f"the L2 term {coef2 / 2:g}·Σ {state_name}² of L adds its "
+                f"gradient {math_text(term)}",
+            )
         pshape = shape_str(pinfo.param.shape, batch=False)
         target = param_grad(state_name)
         return Line(
             target,
             e,
-            (_comment(target, e, pshape),),
+            (*notes, _comment(target, e, pshape)),
             "param_grad",
             pinfo.layer.name,
             pshape,
@@ -479,9 +494,13 @@ def _layer_backward(net, layer, names, needs, parts, header, param_line) -> list
     lines: list[Line] = []
     coef2 = 2 * net.spec.loss.l2.coef if net.spec.loss.l2 is not None else None
 
+    done: set[Sym] = set()  # a piece both rules name (batchnorm's Σₙ g) is one line
+
     def intermediates() -> None:
         for local in c.lines:
-            lines.append(_local_line(local, layer.name, "grad_intermediate"))
+            if local.target not in done:
+                done.add(local.target)
+                lines.append(_local_line(local, layer.name, "grad_intermediate"))
         c.lines.clear()
 
     pgrads = layer.op.param_grads(c)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from .ops import LOSSES
+from .ops import LOSSES, accuracy_rule
 from .schema import show
 
 Problem = tuple[str, str]
@@ -29,8 +29,11 @@ PROBABILITIES = ("sigmoid", "softmax")
 def problems(spec: Any, data_info: Any, layers: list) -> list[Problem]:
     """Every semantic problem of a spec whose graph is otherwise sound."""
     found = _bce_problems(spec, layers[-1])
+    found += _hinge_problems(spec, layers[-1])
+    found += _metric_problems(spec, layers[-1])
     found += _class_weight_problems(spec)
     found += _split_problems(spec, data_info)
+    found += _batch_of_one_problems(spec, data_info, layers)
     found += _early_stopping_problems(spec)
     if not found:
         found += _standardize_problems(spec, data_info)
@@ -60,6 +63,33 @@ def _bce_problems(spec: Any, out: Any) -> list[Problem]:
     return [(f"{out.path}.type", message)]
 
 
+def _hinge_problems(spec: Any, out: Any) -> list[Problem]:
+    if spec.loss.type != "hinge" or out.out_features == 1:
+        return []
+    message = (
+        f"hinge takes one score per row, but the model ends with "
+        f"{out.out_features} outputs ('{out.name}'): end it with a layer of out 1 "
+        "(the sign of the score is the class, the targets are ±1)"
+    )
+    return [(out.path, message)]
+
+
+def _metric_problems(spec: Any, out: Any) -> list[Problem]:
+    """metrics: [accuracy] where the loss defines no accuracy for this output."""
+    train = getattr(spec, "train", None)
+    if train is None or "accuracy" not in train.metrics:
+        return []
+    if accuracy_rule(spec.loss.type, out.out_features) is not None:
+        return []
+    message = (
+        f"accuracy is not defined for {spec.loss.type} on "
+        f"{out.out_features} output: with mse it needs one-hot targets and "
+        "several outputs (argmax of the output against argmax of the target); "
+        "a single output is a regression: drop accuracy from metrics"
+    )
+    return [("train.metrics", message)]
+
+
 def _class_weight_problems(spec: Any) -> list[Problem]:
     weight = getattr(spec.loss, "weight", None)
     if LOSSES[spec.loss.type].targets != "class" or not weight or any(weight):
@@ -70,6 +100,35 @@ def _class_weight_problems(spec: Any) -> list[Problem]:
         "count a positive weight"
     )
     return [("loss.weight", message)]
+
+
+def _batch_of_one_problems(spec: Any, data_info: Any, layers: list) -> list[Problem]:
+    """batchnorm in training mode on a batch of one row: the batch variance is
+    0/1 = 0 for every feature, x̂ is 0, and nn.BatchNorm1d raises ("Expected
+    more than 1 value per channel when training"). Any batch of an epoch counts,
+    the short last one included."""
+    bn = [layer for layer in layers if layer.op.name == "batchnorm"]
+    train, n = spec.train, data_info.n
+    if not bn or train is None or n is None:
+        return []
+    n_train = int(spec.data.split.train * n) if spec.data.split is not None else n
+    size = n_train if train.batch_size == "full" else min(train.batch_size, n_train)
+    with_replacement = getattr(train, "sampling", "epochs") == "with_replacement"
+    last = size if with_replacement else n_train - (n_train - 1) // size * size
+    if size > 1 and last > 1:
+        return []
+    which = (
+        "every batch has one row"
+        if size == 1
+        else f"the last batch of each epoch has one row ({n_train} = "
+        f"{(n_train - 1) // size} × {size} + 1 training samples)"
+    )
+    message = (
+        f"{which}, and batchnorm '{bn[0].name}' cannot normalise a batch of one "
+        "in training (its variance is 0; PyTorch raises): choose a batch_size "
+        "that leaves no batch of one row"
+    )
+    return [("train.batch_size", message)]
 
 
 def _split_problems(spec: Any, data_info: Any) -> list[Problem]:

@@ -21,12 +21,20 @@ import stat
 import struct
 import zipfile
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .ops import LOSSES
 from .schema import show
-from .spec import MAX_FEATURES, MAX_SAMPLES, MAX_VALUES, FileData, Spec, SpecError
+from .spec import (
+    MAX_FEATURES,
+    MAX_SAMPLES,
+    MAX_VALUES,
+    FileData,
+    Spec,
+    SpecError,
+    TokenInput,
+)
 from .text import one_line
 
 MAX_FILE_BYTES = 50_000_000  # a data file (.csv or .npz), read whole
@@ -53,6 +61,9 @@ class DataInfo:
     x: tuple | None = None  # inline data, as nested tuples
     y: tuple | None = None  # inline targets: rows (float) or indices (class)
     file: DataFile | None = None  # kind file: the copy the scripts read
+    tokens: bool = False  # x holds integer token indices (N, T), for an embedding
+    vocab_used: int | None = None  # 1 + the largest token index, when known
+    largest_at: str = ""  # where that largest index is: "x[4, 1]"
 
 
 def describe(spec: Spec) -> DataInfo:
@@ -60,8 +71,24 @@ def describe(spec: Spec) -> DataInfo:
     classification = LOSSES[spec.loss.type].targets == "class"
     problems: list[tuple[str, str]] = []
     info = None
+    token_input = isinstance(spec.model.input, TokenInput)
+    if token_input and d.kind not in ("inline", "file"):
+        raise SpecError(
+            spec.source,
+            [
+                (
+                    "model.input",
+                    (
+                        f"token inputs need integer data: inline integers or an .npz "
+                        f"with an integer array x, not {d.kind} data (floats)"
+                    ),
+                )
+            ],
+        )
     if d.kind == "inline":
         x = tuple(tuple(float(v) for v in row) for row in d.x)
+        if token_input:
+            x, problems = _token_rows(x)
         rows = [r if isinstance(r, (list, tuple)) else [r] for r in d.y]
         if classification:
             labels = []
@@ -77,6 +104,8 @@ def describe(spec: Spec) -> DataInfo:
                 labels.append(int(r[0]))
             classes = max(labels) + 1 if labels else None
             info = DataInfo(len(x[0]), None, classes, False, len(x), x, tuple(labels))
+            if token_input:
+                info = _with_tokens(info, x)
         else:
             width = len(rows[0])
             for i, r in enumerate(rows):
@@ -88,19 +117,19 @@ def describe(spec: Spec) -> DataInfo:
                         )
                     )
             y = tuple(tuple(float(v) for v in r) for r in rows)
+            for i, r in enumerate(y):
+                problems += _hinge_target_problems(spec, r, f"data.y[{i}]")[:1]
+                if problems:
+                    break
             info = DataInfo(len(x[0]), width, None, True, len(x), x, y)
+            if token_input:
+                info = _with_tokens(info, x)
     elif d.kind == "random":
         if d.classes is not None:
-            if not classification:
-                problems.append(
-                    (
-                        "data.classes",
-                        f"{spec.loss.type} needs float targets: use data.outputs",
-                    )
-                )
-            info = DataInfo(None, None, d.classes, False, d.n)
+            info, found = _labels(spec, None, d.classes, d.n, "data.classes")
+            problems += found
         else:
-            if classification:
+            if classification or spec.loss.type == "hinge":
                 problems.append(
                     (
                         "data.outputs",
@@ -109,32 +138,27 @@ def describe(spec: Spec) -> DataInfo:
                 )
             info = DataInfo(None, d.outputs, None, True, d.n)
     elif d.kind == "spiral":
-        if not classification:
-            problems.append(
-                (
-                    "data.kind",
-                    f"spiral data has class labels, which {spec.loss.type} cannot use",
-                )
-            )
-        info = DataInfo(2, None, d.classes, False, d.n_per_class * d.classes)
+        n = d.n_per_class * d.classes
+        info, found = _labels(spec, 2, d.classes, n, "data.classes")
+        problems += found
     elif d.kind == "blobs":
-        if not classification:
+        info, found = _labels(spec, d.features, d.classes, d.n, "data.classes")
+        problems += found
+    elif d.kind in ("moons", "circles"):
+        info, found = _labels(spec, 2, 2, d.n, "data.kind")
+        problems += found
+    elif d.kind in ("teacher", "function"):
+        if classification or spec.loss.type == "hinge":
             problems.append(
                 (
                     "data.kind",
-                    f"blobs data has class labels, which {spec.loss.type} cannot use",
+                    f"{d.kind} data has float targets, which {spec.loss.type} cannot use",
                 )
             )
-        info = DataInfo(d.features, None, d.classes, False, d.n)
-    elif d.kind == "teacher":
-        if classification:
-            problems.append(
-                (
-                    "data.kind",
-                    f"teacher data has float targets, which {spec.loss.type} cannot use",
-                )
-            )
-        info = DataInfo(d.features, d.outputs, None, True, d.n)
+        if d.kind == "teacher":
+            info = DataInfo(d.features, d.outputs, None, True, d.n)
+        else:
+            info = DataInfo(1, 1, None, True, d.n)
     elif d.kind == "file":
         info = _describe_file(spec, classification)
     else:
@@ -143,6 +167,20 @@ def describe(spec: Spec) -> DataInfo:
         )
     if problems:
         raise SpecError(spec.source, problems)
+    if info.tokens and d.standardize:
+        raise SpecError(
+            spec.source,
+            [
+                (
+                    "data.standardize",
+                    (
+                        "x holds token indices, which are names of vocabulary entries, "
+                        "not quantities: they cannot be standardized (set "
+                        "standardize: false)"
+                    ),
+                )
+            ],
+        )
     if info.n is not None and d.split is not None:
         n_train = int(d.split.train * info.n)
         if n_train < 1:
@@ -151,6 +189,86 @@ def describe(spec: Spec) -> DataInfo:
                 [("data.split.train", f"leaves no training sample out of {info.n}")],
             )
     return info
+
+
+def _token_rows(x: tuple) -> tuple[tuple, list[tuple[str, str]]]:
+    """Inline x as token indices: integers >= 0, or one problem per bad value
+    (the first few)."""
+    problems = []
+    for i, row in enumerate(x):
+        for j, v in enumerate(row):
+            if v != int(v) or v < 0:
+                problems.append(
+                    (
+                        f"data.x[{i}][{j}]",
+                        f"a token index must be an integer >= 0, got {v:g}",
+                    )
+                )
+                if len(problems) == 5:
+                    return x, problems
+    return tuple(tuple(int(v) for v in row) for row in x), problems
+
+
+def _with_tokens(info: DataInfo, x) -> DataInfo:
+    """``info`` for token inputs: where the largest index is, for the
+    vocabulary check of graph.build."""
+    import numpy as np
+
+    a = np.asarray(x)
+    i, j = np.unravel_index(int(a.argmax()), a.shape)
+    return replace(
+        info, tokens=True, vocab_used=int(a.max()) + 1, largest_at=f"x[{i}, {j}]"
+    )
+
+
+# How the data kinds that make class labels (random with classes, spiral,
+# blobs, moons, circles) give them to each loss: class indices to a loss on
+# classes; ±1 in one column to hinge; 0/1 in one column to bce and
+# bce_with_logits; one-hot rows to mse (Nielsen's network.py).
+LABEL_TARGETS = {"hinge": "pm1", "bce": "01", "bce_with_logits": "01", "mse": "onehot"}
+
+
+def label_targets(loss: str) -> str:
+    """How generated class labels become this loss's targets: "index", "pm1",
+    "01" or "onehot"."""
+    if LOSSES[loss].targets == "class":
+        return "index"
+    return LABEL_TARGETS[loss]
+
+
+def _labels(
+    spec: Spec, features: int | None, classes: int, n: int, where: str
+) -> tuple[DataInfo, list[tuple[str, str]]]:
+    """The DataInfo of a kind that makes ``classes`` class labels, as the loss
+    takes them; and the problem when it cannot take them."""
+    loss = spec.loss.type
+    encoding = label_targets(loss)
+    if encoding == "index":
+        return DataInfo(features, None, classes, False, n), []
+    if encoding == "onehot":
+        return DataInfo(features, classes, None, True, n), []
+    info = DataInfo(features, 1, None, True, n)
+    if classes != 2:
+        what = "±1" if encoding == "pm1" else "0/1"
+        message = (
+            f"{loss} takes two classes ({what} targets), the data has {classes}: "
+            "use classes: 2, or cross_entropy for more classes"
+        )
+        return info, [(where, message)]
+    return info, []
+
+
+def _hinge_target_problems(spec: Spec, values, where: str) -> list[tuple[str, str]]:
+    """hinge needs targets of −1 and +1 (inline data)."""
+    bad = _hinge_target_problems_of(values) if spec.loss.type == "hinge" else None
+    if bad is None:
+        return []
+    return [(where, f"hinge needs targets of −1 or +1 (the two classes), got {bad:g}")]
+
+
+def _hinge_target_problems_of(values) -> float | None:
+    """The first value that is neither −1 nor +1, or None."""
+    return next((float(v) for v in values if v not in (-1.0, 1.0)), None)
 
 
 # -------------------------------------------------------------------- data files
@@ -329,6 +447,13 @@ def _describe_csv(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
     for start in range(0, len(values), width):
         out.write(",".join(map(_csv_text, values[start : start + width])) + "\n")
     file = DataFile("data.csv", out.getvalue().encode(), d.path, t, header[t])
+    bad = _hinge_target_problems_of(values[t::width]) if loss == "hinge" else None
+    if bad is not None:
+        raise _FileProblem(
+            f"hinge needs targets of −1 or +1 in column {show(header[t], 40)}, "
+            f"got {bad:g}",
+            "data.target",
+        )
     if classification:
         return DataInfo(width - 1, None, classes, False, rows, file=file)
     return DataInfo(width - 1, 1, None, True, rows, file=file)
@@ -515,6 +640,13 @@ def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
         raise _FileProblem(
             f"array x of {show(d.path)} must be (samples, features), got {x.shape}"
         )
+    if x.dtype.kind in "iu" and x.min() < 0:
+        i, j = np.unravel_index(int(x.argmin()), x.shape)
+        raise _FileProblem(
+            f"array x of {show(d.path)} holds integers, which are token indices, "
+            f"and x[{i}, {j}] is {x[i, j]}: an index must be >= 0",
+            "data.x",
+        )
     n = x.shape[0]
     if y.ndim not in (1, 2) or y.shape[0] != n or y.size == 0:
         raise _FileProblem(
@@ -530,6 +662,18 @@ def _describe_npz(raw: bytes, d, classification: bool, loss: str) -> DataInfo:
         classes = _classes(
             y.reshape(-1).astype(np.float64), True, loss, "array y", "data.path"
         )
-        return DataInfo(x.shape[1], None, classes, False, n, file=file)
-    targets = 1 if y.ndim == 1 else y.shape[1]
-    return DataInfo(x.shape[1], targets, None, True, n, file=file)
+        info = DataInfo(x.shape[1], None, classes, False, n, file=file)
+    else:
+        bad = (
+            _hinge_target_problems_of(y.reshape(-1).tolist())
+            if loss == "hinge"
+            else None
+        )
+        if bad is not None:
+            raise _FileProblem(
+                f"hinge needs targets of −1 or +1 in array y of {show(d.path)}, got {bad:g}"
+            )
+        targets = 1 if y.ndim == 1 else y.shape[1]
+        info = DataInfo(x.shape[1], targets, None, True, n, file=file)
+    # an integer x holds token indices (spec-format.md, token inputs)
+    return _with_tokens(info, x) if x.dtype.kind in "iu" else info

@@ -16,8 +16,9 @@ from pathlib import Path
 import jinja2
 
 from .autodiff import Program, param
-from .expr import FUNCS, math_text, numpy_code, numpy_helpers, torch_code
-from .ops import LOSSES
+from .data import label_targets
+from .expr import FUNCS, Const, Sym, math_text, numpy_code, numpy_helpers, torch_code
+from .ops import LOSSES, accuracy_rule
 from .spec import class_name
 from .text import comment, docstring, markdown, shell_word, table_cell
 
@@ -71,8 +72,27 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def function_ir(text: str):
+    """The expression IR of a ``function`` data formula, in the NumPy array ``x``."""
+    from . import cas
+
+    return cas.forward_ir(text, Sym("x"))
+
+
 def _num(v: float) -> str:
     return repr(float(v))
+
+
+def _bound(v: float, math_text: bool = False) -> str:
+    """An end of a grid as code (``np.pi`` where the spec wrote π to the last
+    digit) or, with ``math_text``, as a comment writes it (−π)."""
+    import math
+
+    if abs(v) in (math.pi, 2 * math.pi):
+        code = "2 * np.pi" if abs(v) > 4 else "np.pi"
+        pi = ("2π" if abs(v) > 4 else "π") if math_text else code
+        return ("−" if math_text else "-") * (v < 0) + pi
+    return _num(v).replace("-", "−") if math_text else _num(v)
 
 
 def _init_note(pi) -> str:
@@ -410,7 +430,8 @@ def _layer_table(net) -> list[dict]:
 
 
 def _signatures(prog: Program) -> dict[str, str]:
-    """forward()'s argument list, and what a training step passes after x."""
+    """forward()'s argument list, what a training step passes after x, and
+    backward()'s arguments (params only when a gradient line reads one)."""
     b = "buffers, " if prog.buffers else ""
     sig, tail = f"params, {b}x", ""
     if prog.modal:
@@ -419,7 +440,14 @@ def _signatures(prog: Program) -> dict[str, str]:
     if prog.dropout:
         sig += ", dropout_rng=None"
         tail += ", dropout_rng=dropout_rng"
-    return {"forward": sig, "head": f"params, {b}", "train_tail": tail}
+    reads = any("params[" in numpy_code(line.expr) for line in prog.backward)
+    backward = "params, cache" if reads else "cache"
+    return {
+        "forward": sig,
+        "head": f"params, {b}",
+        "train_tail": tail,
+        "backward": backward,  # backward()'s arguments before y
+    }
 
 
 def context(prog: Program) -> dict:
@@ -461,6 +489,10 @@ def context(prog: Program) -> dict:
         )
         for layer in net.layers
     ]
+    criterion = loss.module(spec.loss)
+    if loss.module_class is not None:
+        classes.append(loss.module_class(spec.loss, names.loss_class))
+        criterion = criterion.replace("{cls}", names.loss_class)
     module_loss = "criterion(out, y)"
     scale = getattr(spec.loss, "scale", 1.0)
     if scale != 1.0:
@@ -472,7 +504,8 @@ def context(prog: Program) -> dict:
         module_loss += f" + {_num(l2.coef)} * sum((p**2).sum() for {chosen})"
 
     d = spec.data
-    data = {"kind": d.kind}
+    data: dict = {"kind": d.kind, "labels": None}
+    data_helpers: list[str] = []
     if d.kind == "inline":
         info = net.data
         data["x"] = repr([list(r) for r in info.x])
@@ -489,8 +522,34 @@ def context(prog: Program) -> dict:
     elif d.kind == "teacher":
         data.update(n=d.n, features=d.features, outputs=d.outputs, hidden=d.hidden)
         data.update(noise=_num(d.noise))
+    elif d.kind in ("moons", "circles"):
+        data.update(n=d.n, noise=_num(d.noise), n_out=d.n // 2, n_in=d.n - d.n // 2)
+        if d.kind == "circles":
+            data["factor"] = _num(d.factor)
+    elif d.kind == "function":
+        f = function_ir(d.expr)
+        data.update(n=d.n, low=_bound(d.low), high=_bound(d.high), noise=_num(d.noise))
+        data.update(span=f"{_bound(d.low, True)} to {_bound(d.high, True)}")
+        # y = f(x) + noise·ε: the comment and the line printed from one expression
+        eps = Sym(f"rng.standard_normal(({d.n}, 1))", "ε")
+        nil = "" if d.noise else " (drawn with noise 0 too: the streams never shift)"
+        y = f + Const(float(d.noise)) * eps
+        data["y_line"] = {
+            "comments": [
+                f"y = {math_text(y)}",
+                "ε ~ N(0, 1), one draw per row from the data stream" + nil,
+            ],
+            "target": "y",
+            "code": numpy_code(y),
+        }
+        data_helpers = numpy_helpers(f.calls())
     elif d.kind == "file":
         data["file"] = net.data.file  # a copy next to the scripts: compiler.render
+    if d.kind in ("random", "spiral", "blobs", "moons", "circles") and (
+        d.kind != "random" or d.classes is not None
+    ):
+        data["labels"] = label_targets(spec.loss.type)
+        data["classes"] = 2 if d.kind in ("moons", "circles") else d.classes
     split = None
     if d.split is not None:
         split = {"train": d.split.train, "val": d.split.val, "test": d.split.test}
@@ -507,6 +566,7 @@ def context(prog: Program) -> dict:
     epochs = spec.train.epochs
     log_every = spec.train.log_every or max(1, epochs // 10)
     accuracy = "accuracy" in spec.train.metrics
+    rule = accuracy_rule(spec.loss.type, net.output.out_features)
     return {
         "name": spec.name,
         "description": spec.description or spec.name,
@@ -540,6 +600,7 @@ def context(prog: Program) -> dict:
         "split": split,
         "standardize": d.standardize,
         "classification": loss.targets == "class",
+        "tokens": net.tokens is not None,
         "input_features": net.input_features,
         "params": [
             {
@@ -576,10 +637,24 @@ def context(prog: Program) -> dict:
         "output": prog.output,
         "l2": bool(l2),
         "loss_formula": loss_formula,
-        "helpers": numpy_helpers(fns),
+        "helpers": [h for h in numpy_helpers(fns) if h not in data_helpers],
+        # the NumPy helpers the data's formula calls (function data): every file
+        "data_helpers": data_helpers,
         "needs_math": "erf" in fns,
         "torch_functional": any("F." in FUNCS[f].torch for f in fns),
         "accuracy": accuracy,
+        # the last progress line's loss, told apart from the report's after it
+        "last_epoch_note": (
+            "the mean over this epoch's batches, each before its update"
+            if spec.train.batch_size != "full"
+            else "before the last update"
+        )
+        + (", dropout on" if prog.dropout else ""),
+        "report_header": (
+            "with the best epoch's parameters (restored), in evaluation mode:"
+            if early and early["restore"]
+            else "after the last update, in evaluation mode:"
+        ),
         "total_steps": epochs * steps_per_epoch,
         "layer_table": _layer_table(net),
         "param_count": net.param_count,
@@ -603,7 +678,7 @@ def context(prog: Program) -> dict:
                 for ln in prog.backward
             ],
         },
-        "correct": dict(zip(("np", "torch"), loss.correct or ("", ""))),
+        "correct": dict(zip(("np", "torch"), rule or ("", ""))),
         "pos_weight": repr([float(w) for w in pos_weight])
         if pos_weight is not None
         else None,
@@ -612,7 +687,7 @@ def context(prog: Program) -> dict:
             "calls": calls,
             "classes": classes,
             "functional": any("F." in source for source in classes),
-            "criterion": loss.module(spec.loss),
+            "criterion": criterion,
             "loss": module_loss,
         },
     }

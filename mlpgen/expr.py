@@ -284,6 +284,8 @@ FUNCS: dict[str, Func] = {
         postfix=True,
     ),
     "sum": Func("{0}.sum()", "{0}.sum()", "Σ {0}", postfix=True, scalar=True),
+    # the sum of each row, one number per row (N,)
+    "sum1": Func("{0}.sum(axis=1)", "{0}.sum(dim=1)", "Σⱼ {0}", postfix=True),
     "mean": Func(
         "mean({0})", "torch.mean({0})", "mean({0})", scalar=True, helper="mean"
     ),
@@ -334,6 +336,9 @@ FUNCS: dict[str, Func] = {
     "maximum": Func("np.maximum({0}, {1})", "torch.maximum({0}, {1})", "max({0}, {1})"),
     "numel": Func("{0}.size", "{0}.numel()", "numel({0})", postfix=True, scalar=True),
     "rows": Func("len({0})", "len({0})", "N", scalar=True),
+    # a 0-d counter as a Python float (a NumPy or torch scalar of float64 would
+    # promote a float32 array it multiplies)
+    "float": Func("float({0})", "float({0})", "{0}", scalar=True),
     "onehot": Func(
         "np.eye({1}, dtype=DTYPE)[{0}]",
         "F.one_hot({0}, {1}).to(DTYPE)",
@@ -347,7 +352,26 @@ FUNCS: dict[str, Func] = {
         postfix=True,
     ),
     "index": Func("{0}[{1}]", "{0}[{1}]", "{0}[{1}]", postfix=True),
-    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}", postfix=True),
+    # an embedding: row x[n, t] of the table C for every token, the T rows of
+    # a sample side by side, C[X].view(N, -1) (makemore)
+    "embed": Func(
+        "{0}[{1}].reshape(len({1}), -1)",
+        "{0}[{1}].view(len({1}), -1)",
+        "{0}[{1}].view(N, −1)",
+        postfix=True,
+    ),
+    # its gradient: each token's slice of g added into the row of C it read; a
+    # row read several times gets the sum (a scatter-add: np.add.at, index_add_)
+    "embedding_grad": Func(
+        "embedding_grad({0}, {1}, {2})",
+        "torch.zeros({2}, {3}, dtype=DTYPE).index_add_(0, {0}.reshape(-1), {1}.reshape({0}.numel(), {3}))",
+        "Σₙₜ [{0}ₙₜ = v]·{1}ₙₜ",
+        postfix=True,
+        helper="embedding_grad",
+    ),
+    # an (N,) vector as an (N, 1) column, which broadcasts over the columns of
+    # an (N, k) tensor: the math shows it as the code does
+    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}[:, None]", postfix=True),
 }
 
 
@@ -520,8 +544,8 @@ _LATEX_CHARS = {
     "~": r" \sim ", "ᵀ": r"^\top", "∂": r"\partial ", "√": r"\sqrt", "π": r"\pi ",
     "σ": r"\sigma", "ε": r"\varepsilon", "α": r"\alpha", "β": r"\beta",
     "γ": r"\gamma", "μ": r"\mu", "Φ": r"\Phi", "φ": r"\varphi", "κ": r"\kappa",
-    "λ": r"\lambda", "τ": r"\tau", "ŷ": r"\hat{y}", "x̂": r"\hat{x}", "ₙ": "_n",
-    "ⱼ": "_j", "ₖ": "_k", "ᵢ": "_i", "²": "^2", "³": "^3", "Σ": r"\sum",
+    "λ": r"\lambda", "τ": r"\tau", "ŷ": r"\hat{y}", "x̂": r"\hat{x}", "x̃": r"\tilde{x}", "ĝ": r"\hat{g}", "ₙ": "_n",
+    "ⱼ": "_j", "ₖ": "_k", "ₜ": "_t", "ᵢ": "_i", "²": "^2", "³": "^3", "Σ": r"\sum",
     "_": r"\_", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&",
     "$": r"\$", "^": r"\^{}", "\\": r"\backslash ",
 }  # fmt: skip
@@ -633,6 +657,16 @@ def sigmoid(z):
     """max(log(1 + z), −100), as torch's BCELoss: log 0 is −100 (no warning)."""
     with np.errstate(divide="ignore"):
         return np.maximum(np.log1p(z), -100.0)
+''',
+    "embedding_grad": '''def embedding_grad(tokens, g, vocab):
+    """∂L/∂C of the embedding C[tokens].reshape(N, -1): each token's slice of g
+    goes back to the row of C it read, and a row read by several tokens gets
+    the sum of their slices. np.add.at adds at repeated indices; d[tokens] += g
+    would keep only one of them (the scatter-add bug every from-scratch
+    embedding meets once)."""
+    d = np.zeros((vocab, g.shape[1] // tokens.shape[1]), dtype=g.dtype)
+    np.add.at(d, tokens.reshape(-1), g.reshape(tokens.size, -1))
+    return d
 ''',
     "erf": '''def erf(z):
     """The error function, element by element (NumPy has none; math.erf is exact)."""

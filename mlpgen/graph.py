@@ -33,6 +33,7 @@ from .spec import (
     MAX_VALUES,
     Spec,
     SpecError,
+    TokenInput,
     load_spec,
 )
 
@@ -168,14 +169,31 @@ def build(spec: Spec, data_info) -> Network:
     then left out.
     """
     problems: list[tuple[str, str]] = []
-    input_features = spec.model.input
-    if input_features is None:
-        input_features = data_info.features
-    elif data_info.features is not None and data_info.features != input_features:
+    given = spec.model.input
+    token_input: TokenInput | None = None
+    input_features: int | None
+    if isinstance(given, TokenInput):
+        token_input, input_features = given, given.tokens
+    else:
+        input_features = given
+    if token_input is not None and not data_info.tokens:
         problems.append(
             (
                 "model.input",
-                f"is {input_features}, but the data has {data_info.features} features",
+                (
+                    "says x holds tokens, but the data's x holds floats: token "
+                    "indices are integers (inline integers, or an .npz integer array)"
+                ),
+            )
+        )
+    if input_features is None:
+        input_features = data_info.features
+    elif data_info.features is not None and data_info.features != input_features:
+        what = "tokens" if token_input is not None else "features"
+        problems.append(
+            (
+                "model.input.tokens" if token_input is not None else "model.input",
+                f"is {input_features}, but the data has {data_info.features} {what}",
             )
         )
     if input_features is None:
@@ -201,6 +219,7 @@ def build(spec: Spec, data_info) -> Network:
             continue
         features[ls.name] = layer.out_features
         layers.append(layer)
+    problems += _token_problems(spec, data_info, layers)
     if problems:
         raise SpecError(spec.source, problems)
     # acyclic by construction: every input names the input x or an earlier layer
@@ -226,7 +245,63 @@ def build(spec: Spec, data_info) -> Network:
         out.out_features if classification else None,
         None if classification else out.out_features,
         data_info,
+        input_features if data_info.tokens else None,
     )
+
+
+def _token_problems(
+    spec: Spec, data_info, layers: list[Layer]
+) -> list[tuple[str, str]]:
+    """Token inputs: only a layer that reads tokens (embedding) may read them, it
+    may read nothing else, and every index lies inside its vocabulary."""
+    problems = []
+    tokens = data_info.tokens
+    for layer in layers:
+        reads_x = INPUT in layer.inputs
+        if tokens and reads_x and not layer.op.reads_tokens:
+            problems.append(
+                (
+                    f"{layer.path}.type",
+                    (
+                        f"{layer.op.name} cannot read x, which holds token indices "
+                        "(integers naming vocabulary entries): an embedding layer "
+                        "must look them up first"
+                    ),
+                )
+            )
+        elif layer.op.reads_tokens and not (tokens and layer.inputs == (INPUT,)):
+            what = "x, which holds floats" if reads_x else f"'{layer.inputs[0]}'"
+            problems.append(
+                (
+                    f"{layer.path}.inputs",
+                    (
+                        f"{layer.op.name} reads integer token indices from x, not "
+                        f"{what}: give integer data (inline with model.input: "
+                        "{tokens: T, vocab: V}, or an .npz integer array x)"
+                    ),
+                )
+            )
+    if not tokens or data_info.vocab_used is None:
+        return problems
+    bounds = [
+        (layer.keys.vocab, f"the vocabulary of {layer.op.name} '{layer.name}'")
+        for layer in layers
+        if layer.op.reads_tokens and layer.inputs == (INPUT,)
+    ]
+    if isinstance(spec.model.input, TokenInput):
+        bounds.append((spec.model.input.vocab, "model.input.vocab"))
+    for vocab, what in sorted(bounds, key=lambda b: b[0])[:1]:
+        if data_info.vocab_used > vocab:
+            problems.append(
+                (
+                    "data.x",
+                    (
+                        f"token index {data_info.vocab_used - 1} (at "
+                        f"{data_info.largest_at}) is outside [0, {vocab}), {what}"
+                    ),
+                )
+            )
+    return problems
 
 
 def _input_problems(

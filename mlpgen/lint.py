@@ -18,9 +18,14 @@ from .ops import LOSSES
 
 FLOP_RULE = (
     "FLOPs counted: linear 2·N·in·out forward, backward 2·N·in·out for ∂W and as much "
-    "again for ∂input (none for x); other layers N·features each way; biases, loss, "
-    "update not counted"
+    "again for ∂input (none for x); batchnorm and layernorm 7·N·features forward "
+    "(mean, centre, square, variance, x̂, scale, shift) and 10·N·features backward; "
+    "embedding none forward (a lookup), N·T·dim backward (the scatter-add); other "
+    "layers N·features each way; biases, loss, update not counted"
 )
+# FLOPs per output element of the layers that do more than one operation per
+# element: (forward, backward), by FLOP_RULE
+PER_ELEMENT = {"batchnorm": (7, 10), "layernorm": (7, 10), "embedding": (0, 1)}
 SAVED_RULE = (
     "kept for backward: the forward values the backward pass reads, N·features·itemsize"
 )
@@ -64,22 +69,47 @@ def costs(prog: Program, n: int) -> list[LayerCost]:
     rows = [
         LayerCost(INPUT, 0, 0, _saved(prog, INPUT, n * net.input_features, itemsize))
     ]
+    shapes = {
+        line.target.code: line.shape
+        for line in prog.forward
+        if line.kind == "intermediate" and line.shape
+    }
     for layer in net.layers:
         size = n * layer.out_features
         if layer.op.name == "linear":
             matmul = 2 * n * layer.in_features[0] * layer.out_features
             forward = matmul
             backward = matmul + (matmul if layer.name in passes_back else 0)
+        elif layer.op.name in PER_ELEMENT:
+            fw, bw = PER_ELEMENT[layer.op.name]
+            forward = fw * size
+            # a parameter's gradient is computed whether or not x gets one
+            backward = bw * size if layer.name in passes_back or layer.params else 0
         else:
             forward = size
             backward = size if layer.name in passes_back else 0
         saved = _saved(prog, layer.name, size, itemsize)
-        # the intermediates a layer keeps for its backward rule (dropout's mask, …)
+        # the intermediates a layer keeps for its backward rule (dropout's mask,
+        # batchnorm's x̂ (N, F) and 1/√(σ² + ε) (F,), …), each of its own shape
         saved += sum(
-            size * itemsize for key, _ in prog.saved if key.startswith(layer.name + ".")
+            _numel(shapes.get(code, "(N, 1)"), n)
+            * (size // n if code not in shapes else 1)
+            * itemsize
+            for key, code in prog.saved
+            if key.startswith(layer.name + ".")
         )
         rows.append(LayerCost(layer.name, forward, backward, saved))
     return rows
+
+
+def _numel(shape: str, n: int) -> int:
+    """Elements of a shape as the forward lines print it: ``(N, 6)``, ``(6,)``."""
+    total = 1
+    for dim in shape.strip("()").split(","):
+        dim = dim.strip()
+        if dim:
+            total *= n if dim == "N" else int(dim)
+    return total
 
 
 def _saved(prog: Program, name: str, numel: int, itemsize: int) -> int:
@@ -196,6 +226,14 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
             "loss.weight",
             "class weights with reduction mean: the mean divides by Σ w[y_i] over the ",
             "batch (as torch does), not by N, so the scale depends on the batch's classes",
+        )
+    if weighted and getattr(loss, "label_smoothing", 0.0):
+        warn(
+            "loss.label_smoothing",
+            "label smoothing with class weights: torch weights the smoothing term "
+            "by class too (ε/C·Σⱼ −w[j]·log pⱼ, not ε/C·Σⱼ −log pⱼ), and with "
+            "reduction mean divides it, like the class term, by Σ w[y_i]: the ",
+            "ε/C spread over the classes is not uniform but proportional to w",
         )
     if opt.type == "adam" and opt.weight_decay > 0:
         warn(
@@ -367,6 +405,8 @@ def _model_warnings(net: Network) -> list[tuple[str, str]]:
                 ),
             )
         )
+    found += _batchnorm_warnings(net)
+    found += _hinge_warnings(net)
     for layer in net.layers:
         if layer.op.name != "activation":
             continue
@@ -387,9 +427,86 @@ def _model_warnings(net: Network) -> list[tuple[str, str]]:
     return found
 
 
+# Below this many rows a batch's mean and variance are too noisy a stand-in
+# for the running statistics that evaluation uses.
+SMALL_BATCH = 8
+
+
+def _batchnorm_warnings(net: Network) -> list[tuple[str, str]]:
+    """batchnorm's two classic pitfalls: a bias it cancels, a batch too small."""
+    found = []
+    rows = batch_rows(net)
+    for layer in net.layers:
+        if layer.op.name != "batchnorm":
+            continue
+        src = layer.inputs[0]
+        before = None if src == INPUT else net.layer(src)
+        if before is not None and before.op.name == "linear" and before.keys.bias:
+            found.append(
+                (
+                    f"{before.path}.bias",
+                    (
+                        f"'{before.name}' has a bias, and batchnorm '{layer.name}' right "
+                        "after it subtracts the batch mean, which cancels any bias: its "
+                        "gradient is 0 (but for rounding) and it never trains; set "
+                        f"bias: false on '{before.name}' (batchnorm's own β is the bias)"
+                    ),
+                )
+            )
+        if rows is not None and rows < SMALL_BATCH:
+            found.append(
+                (
+                    "train.batch_size",
+                    (
+                        f"batches of {rows} rows with batchnorm '{layer.name}': the "
+                        "mean and variance of so few rows are noisy, training "
+                        "normalises with them while evaluation uses the running "
+                        "averages, so the model can score much worse in evaluation; "
+                        f"use batches of at least {SMALL_BATCH} rows, or layernorm"
+                    ),
+                )
+            )
+    return found
+
+
 # What the layers before a custom activation guarantee about its input.
 _POSITIVE = ("sigmoid", "softmax", "softplus")
 _NON_NEGATIVE = ("relu",)
+
+
+# Output layers whose values are never negative: sign(s) is never −1.
+NONNEGATIVE = ("relu", "sigmoid", "softmax", "softplus")
+
+
+def _hinge_warnings(net: Network) -> list[tuple[str, str]]:
+    """hinge on a score that cannot take both signs, or cannot pass the margin."""
+    last = net.output
+    if net.spec.loss.type != "hinge":
+        return []
+    if last.op.name in NONNEGATIVE:
+        return [
+            (
+                last.path,
+                (
+                    f"hinge on the output of {last.op.name}, which is never "
+                    "negative: its targets are −1 and +1 and the sign of the score "
+                    "is the class, so every −1 row stays wrong; end the model with a "
+                    "linear layer (a raw score)"
+                ),
+            )
+        ]
+    if last.op.name == "tanh":
+        return [
+            (
+                last.path,
+                (
+                    "hinge on the output of tanh, which stays inside (−1, 1): no row "
+                    "ever reaches the margin y·s >= 1, so every row keeps a gradient "
+                    "and the loss never reaches 0; end the model with a linear layer"
+                ),
+            )
+        ]
+    return []
 
 
 def undefined_where(text: str, source: str | None = None) -> list[str]:
@@ -496,6 +613,34 @@ def warning_lines(prog: Program) -> list[str]:
     ]
 
 
+def batches_line(spec) -> str:
+    """How training cuts the data into batches, and in what order: mini-batches
+    come in the data's order unless the spec asks for shuffling."""
+    t = spec.train
+    if t.sampling == "with_replacement":
+        size = "the training set's size" if t.batch_size == "full" else t.batch_size
+        return (
+            f"batches: {size} rows each, drawn with replacement from the shuffle "
+            "stream (train.sampling: with_replacement)"
+        )
+    if t.batch_size == "full":
+        what = "batches: each step trains on the whole training set"
+        if t.shuffle:
+            return f"{what}, in a new order each epoch drawn from the shuffle stream (train.shuffle: true)"
+        return f"{what} (train.batch_size: full)"
+    what = f"batches: {t.batch_size} rows each"
+    if t.shuffle:
+        return f"{what}, in a new order each epoch drawn from the shuffle stream (train.shuffle: true)"
+    return (
+        f"{what}, the training rows in their order, the same every epoch: not shuffled "
+        "(train.shuffle is false, the default; true draws a new order each epoch "
+        "from the shuffle stream)"
+    )
+
+
 def lint_report(prog: Program) -> str:
-    """What ``mlpgen check`` prints below the layer table: costs, then warnings."""
-    return "\n".join([cost_table(prog), *warning_lines(prog)])
+    """What ``mlpgen check`` prints below the layer table: costs, how the data is
+    batched, then warnings."""
+    return "\n".join(
+        [cost_table(prog), batches_line(prog.net.spec), *warning_lines(prog)]
+    )

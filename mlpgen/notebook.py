@@ -242,7 +242,7 @@ def cells(prog: Program, files: dict, ctx: dict) -> list[tuple[str, str]]:
     for source in code["backward"]:
         py(source)
     py(
-        "grads, tensor_grads = backward(params, cache, yb)\n"
+        f"grads, tensor_grads = backward({ctx['signatures']['backward']}, yb)\n"
         "for name, g in tensor_grads.items():\n"
         '    print(f"∂L/∂{name} {g.shape}:\\n{g}\\n")\n'
         "for name, g in grads.items():\n"

@@ -831,6 +831,385 @@ register(
 )
 
 
+# ---- normalisation: batchnorm and layernorm
+
+
+def _norm_init(which: str) -> Callable[[Init], Init]:
+    """``init``/``bias_init`` of a normalisation layer: a draw for a vector of
+    one value per feature (fan-based schemes need a weight matrix)."""
+
+    def check(init):
+        if init.scheme in ("torch_default", "xavier_uniform", "xavier_normal") or (
+            init.scheme.startswith("kaiming")
+        ):
+            raise ValueError(
+                f"{init.scheme} needs a weight matrix; {which} is one value per "
+                "feature: use constant, zeros, uniform or normal"
+            )
+        return init
+
+    return check
+
+
+ONE = ConstantInit(scheme="constant", value=1.0)
+ZEROS = ZerosInit(scheme="zeros")
+NormWeightInit = Annotated[Init, After(_norm_init("the scale γ"))]
+NormBiasInit = Annotated[Init, After(_norm_init("the shift β"))]
+
+
+class BatchNormKeys(Keys):
+    momentum: Annotated[float, Range(ge=0, le=1)] | None = 0.1
+    eps: Annotated[float, Range(gt=0)] = 1e-5
+    affine: bool = True
+    init: NormWeightInit = ONE
+    bias_init: NormBiasInit = ZEROS
+
+
+class LayerNormKeys(Keys):
+    eps: Annotated[float, Range(gt=0)] = 1e-5
+    affine: bool = True
+    init: NormWeightInit = ONE
+    bias_init: NormBiasInit = ZEROS
+
+
+def _norm_params(a, ins: list[int], out: int) -> list[Param]:
+    if not a.affine:
+        return []
+    f = ins[0]
+    return [
+        Param("weight", (f,), init_draw(a.init, f, f, True)),
+        Param("bias", (f,), init_draw(a.bias_init, f, f, True)),
+    ]
+
+
+def _affine(c: Ctx, xhat: Expr) -> Expr:
+    """γ ⊙ x̂ + β, or x̂ alone without ``affine``."""
+    if "weight" not in c.p:
+        return xhat
+    return xhat * c.p["weight"] + c.p["bias"]
+
+
+def _eps(c: Ctx) -> Const:
+    return Const(c.a.eps, "ε")
+
+
+def _normalise(c: Ctx, mean: Expr, shape: tuple, per: str) -> tuple[Sym, Sym]:
+    """σ² and x̂ = (x − μ)/√(σ² + ε), through named pieces: the centred input,
+    the (biased) variance, the inverse standard deviation. ``per`` is "batch"
+    (statistics of each feature over the rows) or "row" (of each row over its
+    features)."""
+    f = c.out_features
+    xc = c.let("xc", c.x - mean, ("N", f), "the centred input x − μ", f"{c.layer}.x̃")
+    total = call("sum0", xc**2) if per == "batch" else call("rowsum", xc**2)
+    var = c.let(
+        "var",
+        total / _count_of(c, per),
+        shape,
+        f"the variance of each {'feature over the batch' if per == 'batch' else 'row'}, "
+        f"biased (÷ {'N' if per == 'batch' else 'F'}), as PyTorch normalises with",
+        f"{c.layer}.σ²",
+    )
+    istd = c.let(
+        "istd",
+        1 / call("sqrt", var + _eps(c)),
+        shape,
+        "the inverse standard deviation 1/√(σ² + ε)",
+        f"{c.layer}.istd",
+    )
+    xhat = c.let(
+        "xhat",
+        xc * istd,
+        ("N", f),
+        f"normalised over the {per}: mean 0 and variance 1 per "
+        + ("feature" if per == "batch" else "row"),
+        f"{c.layer}.x̂",
+    )
+    return var, xhat
+
+
+def _count_of(c: Ctx, per: str) -> Expr:
+    return call("rows", c.x) if per == "batch" else Const(c.out_features)
+
+
+def _batchnorm_forward(c: Ctx) -> Expr:
+    f = c.out_features
+    if not c.training:
+        # evaluation: the running statistics, not the batch's
+        xhat = c.let(
+            "xhat",
+            (c.x - c.b["running_mean"]) / call("sqrt", c.b["running_var"] + _eps(c)),
+            ("N", f),
+            "normalised with the running statistics (evaluation: no batch statistics)",
+            f"{c.layer}.x̂",
+        )
+        return _affine(c, xhat)
+    n = call("rows", c.x)
+    mean = c.let(
+        "mean",
+        call("sum0", c.x) / n,
+        (f,),
+        "the batch mean of each feature",
+        f"{c.layer}.μ",
+    )
+    var, xhat = _normalise(c, mean, (f,), "batch")
+    nbt = c.b["num_batches_tracked"]
+    c.update("num_batches_tracked", nbt + 1, "one more batch seen")
+    if c.a.momentum is None:
+        m: Expr = Const(1) / call("float", nbt)  # cumulative average
+        how = "m = 1/num_batches_tracked: the cumulative average of every batch's"
+    else:
+        m = Const(c.a.momentum, "m")
+        how = f"momentum m = {c.a.momentum}"
+    keep = Const(1 - c.a.momentum, "(1 − m)") if c.a.momentum is not None else 1 - m
+    c.update(
+        "running_mean",
+        keep * c.b["running_mean"] + m * mean,
+        f"{how}, for evaluation",
+    )
+    c.update(
+        "running_var",
+        keep * c.b["running_var"] + m * (var * n / (n - 1)),
+        "with the unbiased variance σ²·N/(N − 1), as PyTorch keeps it",
+    )
+    return _affine(c, xhat)
+
+
+def _norm_param_grads(c: Ctx, over: str) -> dict:
+    if "weight" not in c.p:
+        return {}
+    return {"weight": _sum_g_xhat(c, over), "bias": _sum_g(c, over)}
+
+
+def _sum_g(c: Ctx, over: str) -> Sym:
+    return c.let(
+        "sum_g",
+        call("sum0", c.g),
+        (c.out_features,),
+        "∂L/∂β, and the gradient that reaches x through μ",
+        f"{c.layer}.Σg",
+    )
+
+
+def _sum_g_xhat(c: Ctx, over: str) -> Sym:
+    return c.let(
+        "sum_g_xhat",
+        call("sum0", c.g * c.local("xhat", f"{c.layer}.x̂")),
+        (c.out_features,),
+        "∂L/∂γ, and the gradient that reaches x through σ²",
+        f"{c.layer}.Σgx̂",
+    )
+
+
+def _batchnorm_vjp(c: Ctx) -> list[Expr]:
+    n = call("rows", c.g)
+    xhat = c.local("xhat", f"{c.layer}.x̂")
+    istd = c.local("istd", f"{c.layer}.istd")
+    scale = istd if "weight" not in c.p else c.p["weight"] * istd
+    # N·g: x's own path; − Σₙ g: through μ; − x̂ ⊙ Σₙ g ⊙ x̂: through σ²
+    return [scale / n * (n * c.g - _sum_g(c, "batch") - xhat * _sum_g_xhat(c, "batch"))]
+
+
+BATCHNORM_DERIVATION = (
+    "Per feature, over the N rows of the batch: μ = (1/N)·Σₙ xₙ, σ² = "
+    "(1/N)·Σₙ (xₙ − μ)², x̂ₙ = (xₙ − μ)/√(σ² + ε), yₙ = γ·x̂ₙ + β.\n"
+    "γ and β act row by row as a linear layer's weight and bias do: ∂L/∂β = "
+    "Σₙ gₙ and ∂L/∂γ = Σₙ gₙ·x̂ₙ.\n"
+    "Every xₘ reaches the loss three ways: through its own x̂ₘ, through μ "
+    "(which every x̂ₙ reads) and through σ² (likewise). With ĝₙ = γ·gₙ = "
+    "∂L/∂x̂ₙ: ∂x̂ₙ/∂xₘ = ([n = m] − 1/N)/√(σ² + ε) − x̂ₙ·x̂ₘ/(N·√(σ² + ε)), "
+    "since ∂σ²/∂xₘ = 2(xₘ − μ)/N.\n"
+    "Summing ĝₙ·∂x̂ₙ/∂xₘ over n: ∂L/∂x = γ/(N·√(σ² + ε))·(N·g − Σₙ g − x̂ ⊙ "
+    "Σₙ (g ⊙ x̂)). The three terms are the three paths, and the two sums are "
+    "∂L/∂β and ∂L/∂γ again, so the code computes them once.\n"
+    "In evaluation μ and σ² are the running statistics, constants: the layer "
+    "is then an affine map of x, and one row's output no longer depends on "
+    "the other rows of its batch (the classic 'different results in eval')."
+)
+
+register(
+    Op(
+        name="batchnorm",
+        Keys=BatchNormKeys,
+        forward=_batchnorm_forward,
+        vjp=_batchnorm_vjp,
+        param_grads=lambda c: _norm_param_grads(c, "batch"),
+        formula=(
+            "y = γ ⊙ (x − μ)/√(σ² + ε) + β, μ and σ² the batch's mean and biased "
+            "variance per feature in training, the running statistics in evaluation"
+        ),
+        derivative=(
+            "∂L/∂x = γ/(N·√(σ² + ε)) ⊙ (N·g − Σₙ g − x̂ ⊙ Σₙ (g ⊙ x̂));  "
+            "∂L/∂γ = Σₙ g ⊙ x̂;  ∂L/∂β = Σₙ g"
+        ),
+        module=lambda a, ins, out: (
+            f"nn.BatchNorm1d({ins[0]}"
+            + (f", eps={a.eps!r}" if a.eps != 1e-5 else "")
+            + (f", momentum={a.momentum!r}" if a.momentum != 0.1 else "")
+            + ("" if a.affine else ", affine=False")
+            + ")"
+        ),
+        params=_norm_params,
+        buffers=lambda a, ins, out: [
+            Buffer("running_mean", (ins[0],), 0.0),
+            Buffer("running_var", (ins[0],), 1.0),
+            Buffer("num_batches_tracked", (), 0, "int64"),
+        ],
+        elementwise=False,
+        derivation=BATCHNORM_DERIVATION,
+    )
+)
+
+
+def _layernorm_forward(c: Ctx) -> Expr:
+    f = c.out_features
+    mean = c.let(
+        "mean",
+        call("rowsum", c.x) / Const(f),
+        ("N", 1),
+        "the mean of each row, over its features",
+        f"{c.layer}.μ",
+    )
+    _, xhat = _normalise(c, mean, ("N", 1), "row")
+    return _affine(c, xhat)
+
+
+def _layernorm_vjp(c: Ctx) -> list[Expr]:
+    f = Const(c.out_features)
+    xhat = c.local("xhat", f"{c.layer}.x̂")
+    istd = c.local("istd", f"{c.layer}.istd")
+    dxhat = c.g
+    if "weight" in c.p:
+        dxhat = c.let(
+            "dxhat",
+            c.g * c.p["weight"],
+            ("N", c.out_features),
+            "∂L/∂x̂, the gradient at the normalised input",
+            f"{c.layer}.ĝ",
+        )
+    sum_d = c.let(
+        "sum_dxhat",
+        call("rowsum", dxhat),
+        ("N", 1),
+        "per row, the gradient that reaches x through μ",
+        f"{c.layer}.Σĝ",
+    )
+    sum_dx = c.let(
+        "sum_dxhat_xhat",
+        call("rowsum", dxhat * xhat),
+        ("N", 1),
+        "per row, the gradient that reaches x through σ²",
+        f"{c.layer}.Σĝx̂",
+    )
+    # F·∂L/∂x̂: x's own path; − Σⱼ: through μ; − x̂ ⊙ Σⱼ (∂L/∂x̂ ⊙ x̂): through σ²
+    return [istd / f * (f * dxhat - sum_d - xhat * sum_dx)]
+
+
+register(
+    Op(
+        name="layernorm",
+        Keys=LayerNormKeys,
+        forward=_layernorm_forward,
+        vjp=_layernorm_vjp,
+        param_grads=lambda c: _norm_param_grads(c, "row"),
+        formula=(
+            "y = γ ⊙ (x − μ)/√(σ² + ε) + β, μ and σ² the mean and biased variance "
+            "of each row over its F features (the same in training and evaluation)"
+        ),
+        derivative=(
+            "∂L/∂x = 1/(F·√(σ² + ε)) ⊙ (F·ĝ − Σⱼ ĝ − x̂ ⊙ Σⱼ (ĝ ⊙ x̂)), ĝ = g ⊙ γ;  "
+            "∂L/∂γ = Σₙ g ⊙ x̂;  ∂L/∂β = Σₙ g"
+        ),
+        module=lambda a, ins, out: (
+            f"nn.LayerNorm({ins[0]}"
+            + (f", eps={a.eps!r}" if a.eps != 1e-5 else "")
+            + ("" if a.affine else ", elementwise_affine=False")
+            + ")"
+        ),
+        params=_norm_params,
+        elementwise=False,
+        derivation=(
+            "Batchnorm turned sideways: per row, over its F features, μ = "
+            "(1/F)·Σⱼ xⱼ, σ² = (1/F)·Σⱼ (xⱼ − μ)², x̂ = (x − μ)/√(σ² + ε), y = "
+            "γ ⊙ x̂ + β with γ, β one value per feature.\n"
+            "∂L/∂β = Σₙ g and ∂L/∂γ = Σₙ g ⊙ x̂, summed over the rows as for "
+            "any per-feature parameter. With ĝ = ∂L/∂x̂ = g ⊙ γ, every xⱼ of a "
+            "row reaches the loss through its own x̂ⱼ, through the row's μ and "
+            "through its σ²; the same algebra as batchnorm's, along the row: "
+            "∂L/∂x = 1/(F·√(σ² + ε))·(F·ĝ − Σⱼ ĝ − x̂ ⊙ Σⱼ (ĝ ⊙ x̂)).\n"
+            "No statistic is kept between batches and no row reads another: "
+            "training and evaluation compute the same function."
+        ),
+    )
+)
+
+
+# ---- embedding
+
+
+class EmbeddingKeys(Keys):
+    vocab: PosInt
+    dim: PosInt
+    init: Init = NormalInit(scheme="normal")
+
+
+def _embedding_params(a: EmbeddingKeys, ins: list[int], out: int) -> list[Param]:
+    # torch.nn.init reads a (vocab, dim) table's fan_in as dim, its fan_out as vocab
+    draw = init_draw(a.init, a.dim, a.vocab, False)
+    if a.init.scheme == "torch_default":  # nn.Embedding's own init is N(0, 1)
+        draw = Draw("normal", 0.0, 1.0)
+    return [Param("weight", (a.vocab, a.dim), draw)]
+
+
+EMBEDDING_CLASS = '''class {cls}(nn.Embedding):
+    """nn.Embedding, then each sample's T vectors side by side: C[X].view(N, -1),
+    as makemore's MLP writes it, a (N, T·dim) input for the layers after it."""
+
+    def forward(self, x):
+        return super().forward(x).view(len(x), -1)
+'''
+
+register(
+    Op(
+        name="embedding",
+        Keys=EmbeddingKeys,
+        forward=lambda c: call("embed", c.p["weight"], c.x),
+        vjp=lambda c: [None],  # token indices have no gradient
+        param_grads=lambda c: {
+            "weight": call("embedding_grad", c.x, c.g, Const(c.a.vocab), Const(c.a.dim))
+        },
+        formula=(
+            "y[n] = [C[x[n, 1]], C[x[n, 2]], …, C[x[n, T]]]: row x[n, t] of the "
+            "table C (vocab, dim) for each token, side by side (N, T·dim)"
+        ),
+        derivative=(
+            "∂L/∂C[v] = Σ over the tokens x[n, t] = v of g[n, t·dim:(t + 1)·dim] "
+            "(a scatter-add: a row read twice gets both slices)"
+        ),
+        module=lambda a, ins, out: f"{{cls}}({a.vocab}, {a.dim})",
+        module_class=lambda a, cls: EMBEDDING_CLASS.format(cls=cls),
+        class_name=lambda layer: "FlatEmbedding",
+        out_features=lambda a, ins: ins[0] * a.dim,
+        params=_embedding_params,
+        elementwise=False,
+        reads_tokens=True,
+        derivation=(
+            "A lookup: y[n, t·D + k] = C[x[n, t], k] with C (V, D) the table and x "
+            "(N, T) integer token indices; the T looked-up rows of a sample are "
+            "laid side by side, (N, T·D), C[X].view(N, −1).\n"
+            "Each output element is one element of C with factor 1, so ∂L/∂C[v, "
+            "k] = Σ over every (n, t) with x[n, t] = v of g[n, t·D + k]: the "
+            "gradient slices are added back into the rows they came from. A row "
+            "that several tokens read (the same character twice in a context, or "
+            "in two samples) gets the sum of all their slices, the multivariable "
+            "chain rule once more, and rows no token read get 0.\n"
+            "That is a scatter-add (np.add.at, index_add_): C_grad[x] += g would "
+            "keep only one slice per repeated index. The indices themselves are "
+            "not differentiable: x gets no gradient."
+        ),
+    )
+)
+
+
 # ------------------------------------------------------------------------ losses
 
 
@@ -857,6 +1236,16 @@ class Loss:
     targets: Literal["float", "class"] = "float"
     # which predictions are right, in NumPy and torch, for metrics: [accuracy]
     correct: tuple[str, str] | None = None
+    # accuracy needs at least this many output columns (mse: argmax of one-hot
+    # targets needs two); with fewer, metrics: [accuracy] is a spec error
+    accuracy_outputs: int = 1
+    # whether the learning page shows the accuracy without metrics: [accuracy]
+    # (a classifier's loss); mse shows it only when the spec asks
+    accuracy_by_default: bool = True
+    # the source of a small nn.Module for torch_module.py when PyTorch has no
+    # class for the loss (module() then names it as "{cls}"), and its name
+    module_class: Callable[[Any, str], str] | None = None
+    class_name: str = ""
     # constants the derived gradient reads, defined at the top of the manual
     # files: (the Sym, its value as code valid in NumPy and torch files, why)
     constants: tuple[tuple[Sym, str, str], ...] = ()
@@ -922,6 +1311,13 @@ LOSSES["mse"] = Loss(
     formula="L = scale · mean((ŷ − y)²)   (sum with reduction: sum)",
     derivative="∂L/∂ŷ = 2·scale/numel(ŷ) · (ŷ − y)   (2·scale · (ŷ − y) with sum)",
     module=lambda a: f'nn.MSELoss(reduction="{a.reduction}")',
+    # one-hot targets (Nielsen's network.py): the largest output is the guess
+    correct=(
+        "out.argmax(axis=1) == y.argmax(axis=1)",
+        "out.argmax(dim=1) == y.argmax(dim=1)",
+    ),
+    accuracy_outputs=2,
+    accuracy_by_default=False,
     derivation=(
         "L = scale·(1/M)·Σ (ŷ − y)² over the M = N·F elements of ŷ (reduction"
         " sum: no 1/M).\n"
@@ -939,9 +1335,55 @@ class CrossEntropyKeys(LossKeys):
     type: Literal["cross_entropy"]
     weight: list[Annotated[float, Range(ge=0)]] | None = None
     reduction: Reduction = "mean"
+    label_smoothing: Annotated[float, Range(ge=0, le=1)] = 0.0
+
+
+def _smoothing(c: LossCtx) -> tuple[Const, Const]:
+    """(1 − ε, ε/C) of label smoothing ε over C classes, as torch computes them."""
+    eps = c.a.label_smoothing
+    return Const(1 - eps), Const(eps / c.outputs)
+
+
+def _ce_smoothed_value(c: LossCtx) -> Expr:
+    """nn.CrossEntropyLoss(label_smoothing=ε): (1 − ε)·the loss on the class
+    plus ε/C·the loss on every class, −Σⱼ w[j]·log pⱼ, each reduced as torch
+    reduces it (with weights, both divided by Σₙ w[yₙ])."""
+    keep, spread = _smoothing(c)
+    nll = call("logsumexp", c.out) - call("pick", c.out, c.y)
+    log_p = call("log_softmax", c.out)
+    if c.weight is None:
+        smooth = -call("sum1", log_p)
+        if c.a.reduction == "mean":
+            return keep * call("mean", nll) + spread * call("mean", smooth)
+        return keep * call("sum", nll) + spread * call("sum", smooth)
+    w = call("index", c.weight, c.y)
+    smooth = -call("sum1", log_p * c.weight)
+    if c.a.reduction == "mean":
+        total = call("sum", w)
+        return keep * (call("sum", w * nll) / total) + spread * (
+            call("sum", smooth) / total
+        )
+    return keep * call("sum", w * nll) + spread * call("sum", smooth)
+
+
+def _ce_smoothed_grad(c: LossCtx) -> Expr:
+    keep, spread = _smoothing(c)
+    p = call("softmax", c.out)
+    onehot = call("onehot", c.y, Const(c.outputs))
+    if c.weight is None:
+        # the smoothed target q = (1 − ε)·onehot(y) + ε/C: ∂L/∂z = p − q per row
+        d = p - (keep * onehot + spread)
+        return d / call("rows", c.out) if c.a.reduction == "mean" else d
+    w = call("index", c.weight, c.y)
+    d = keep * ((p - onehot) * call("col", w)) + spread * (
+        p * call("sum", c.weight) - c.weight
+    )
+    return d / call("sum", w) if c.a.reduction == "mean" else d
 
 
 def _ce_value(c: LossCtx) -> Expr:
+    if c.a.label_smoothing:
+        return _ce_smoothed_value(c)
     nll = call("logsumexp", c.out) - call("pick", c.out, c.y)
     if c.weight is None:
         return call("mean", nll) if c.a.reduction == "mean" else call("sum", nll)
@@ -951,6 +1393,8 @@ def _ce_value(c: LossCtx) -> Expr:
 
 
 def _ce_grad(c: LossCtx) -> Expr:
+    if c.a.label_smoothing:
+        return _ce_smoothed_grad(c)
     d = call("softmax", c.out) - call("onehot", c.y, Const(c.outputs))
     if c.weight is None:
         return d / call("rows", c.out) if c.a.reduction == "mean" else d
@@ -964,6 +1408,8 @@ def _ce_module(a) -> str:
     args = ["weight=CLASS_WEIGHT"] if a.weight is not None else []
     if a.reduction != "mean":
         args.append(f'reduction="{a.reduction}"')
+    if getattr(a, "label_smoothing", 0.0):
+        args.append(f"label_smoothing={a.label_smoothing!r}")
     return f"nn.CrossEntropyLoss({', '.join(args)})"
 
 
@@ -989,7 +1435,17 @@ LOSSES["cross_entropy"] = Loss(
         "have rounded to 0, which is why PyTorch's CrossEntropyLoss takes "
         "logits.\n"
         "With class weights row n counts w[yₙ] times and the mean divides by "
-        "Σₙ w[yₙ]: ∂L/∂zₙ = (pₙ − onehot(yₙ))·w[yₙ]/Σₘ w[yₘ]."
+        "Σₙ w[yₙ]: ∂L/∂zₙ = (pₙ − onehot(yₙ))·w[yₙ]/Σₘ w[yₘ].\n"
+        "Label smoothing ε mixes in the loss on every class: L = (1 − ε)·(the "
+        "loss above) + (ε/C)·(1/N)·Σₙ Σⱼ −log pₙⱼ. Each −log pₙⱼ has gradient "
+        "pₙ − onehot(j) in zₙ, and Σⱼ of them is C·pₙ − 1, so ∂L/∂zₙ = ((1 − "
+        "ε)·(pₙ − onehot(yₙ)) + ε·(pₙ − 1/C))/N = (pₙ − qₙ)/N with the smoothed "
+        "target qₙ = (1 − ε)·onehot(yₙ) + ε/C: softmax minus a target that puts "
+        "ε/C on every class.\n"
+        "With class weights PyTorch weights the smoothing term by class as "
+        "well, Σⱼ −w[j]·log pₙⱼ, whose gradient is pₙ·Σⱼ w[j] − w, and with "
+        "reduction mean divides both terms by Σₙ w[yₙ]: ∂L/∂zₙ = ((1 − "
+        "ε)·(pₙ − onehot(yₙ))·w[yₙ] + (ε/C)·(pₙ·Σⱼ w[j] − w))/Σₘ w[yₘ]."
     ),
     correct=("out.argmax(axis=1) == y", "out.argmax(dim=1) == y"),
 )
@@ -1150,3 +1606,72 @@ LOSSES["bce_with_logits"] = Loss(
         "to 0."
     ),
 )
+
+
+class HingeKeys(LossKeys):
+    type: Literal["hinge"]
+    reduction: Reduction = "mean"
+
+
+def _margin(c: LossCtx) -> Expr:
+    """1 − y·s: how far each score is from its side's margin (torch's order:
+    the product first, then 1 minus it)."""
+    return 1 - c.y * c.out
+
+
+def _hinge_grad(c: LossCtx) -> Expr:
+    # F.relu's backward masks where its output is > 0 (the kink gets 0), then
+    # the product rule of 1 − y·s gives −y
+    return _per_element(c, -c.y * call("gt0", _margin(c)))
+
+
+HINGE_CLASS = '''class {cls}(nn.Module):
+    """The max-margin (hinge) loss of micrograd's demo: max(0, 1 − y·s),
+    {how}, on one score s per row and targets y in {{−1, +1}}.
+
+    PyTorch has no nn class for it: nn.HingeEmbeddingLoss is another loss (s
+    itself where y = +1, max(0, 1 − s) where y = −1), and nn.MultiMarginLoss
+    wants one score per class. So it is written with F.relu, whose gradient is
+    0 at the kink, as the derived one is."""
+
+    def forward(self, s, y):
+        return F.relu(1 - y * s).{red}()
+'''
+
+
+def _hinge_class(a, cls: str) -> str:
+    how = "averaged over the rows" if a.reduction == "mean" else "summed over the rows"
+    return HINGE_CLASS.format(cls=cls, how=how, red=a.reduction)
+
+
+LOSSES["hinge"] = Loss(
+    name="hinge",
+    Keys=HingeKeys,
+    value=lambda c: _reduce(c, call("relu", _margin(c))),
+    grad=_hinge_grad,
+    formula="L = mean(max(0, 1 − y·s)), y = ±1, one score s per row   (sum with reduction: sum)",
+    derivative="∂L/∂s = −y ⊙ [1 − y·s > 0] / N   (no 1/N with sum; 0 at the kink)",
+    module=lambda a: "{cls}()",
+    module_class=_hinge_class,
+    class_name="HingeLoss",
+    correct=("np.sign(out) == y", "torch.sign(out) == y"),
+    derivation=(
+        "L = (1/N)·Σₙ max(0, 1 − yₙ·sₙ), with one score sₙ per row and yₙ = ±1 "
+        "(reduction sum: no 1/N). A row whose score is on its side by at least "
+        "the margin (yₙ·sₙ ≥ 1) costs nothing and gets no gradient; the others "
+        "cost 1 − yₙ·sₙ, whose slope in sₙ is −yₙ.\n"
+        "So ∂L/∂s = −y ⊙ [1 − y·s > 0]/N, shape (N, 1) like s: the scores of "
+        "rows inside the margin are pushed towards their side. At the kink "
+        "1 − y·s = 0 the slope is taken to be 0, as PyTorch's relu takes it.\n"
+        "Accuracy: the sign of the score is the guess, sign(s) = y."
+    ),
+)
+
+
+def accuracy_rule(loss_type: str, outputs: int) -> tuple[str, str] | None:
+    """(NumPy, torch) code of which predictions are right, when the loss defines
+    an accuracy for a model with ``outputs`` output columns; None otherwise."""
+    loss = LOSSES[loss_type]
+    if loss.correct is None or outputs < loss.accuracy_outputs:
+        return None
+    return loss.correct

@@ -369,13 +369,42 @@ def forward_formulas(prog: Program) -> dict[str, list[str]]:
     """Per layer, the formula of its output; where training and evaluation
     differ (dropout, batchnorm), the training one, then the evaluation one."""
     out: dict[str, list[str]] = {}
+    named: dict[str, int] = {}
     for ln in prog.forward:
+        if ln.kind == "intermediate" and ln.mode != "eval":
+            named[ln.layer] = named.get(ln.layer, 0) + 1
+    for ln in prog.forward:
+        if ln.kind == "forward" and named.get(ln.layer, 0) > 1:
+            # a rule of several named pieces (batchnorm's μ, σ², x̂): its formula
+            # in one line, which says what changes in evaluation
+            out.setdefault(ln.layer, []).append(prog.net.layer(ln.layer).op.formula)
         if ln.kind == "forward":
             text = f"{math_text(ln.target)} = {math_text(ln.expr)}"
             out.setdefault(ln.layer, []).append(
                 "in evaluation: " + text if ln.mode == "eval" else text
             )
     return out
+
+
+def _input_shape(net) -> str:
+    """x's shape, and for token inputs what its integers index."""
+    if not net.tokens:
+        return shape_str(net.input_features)
+    vocab = min(layer.keys.vocab for layer in net.layers if layer.op.reads_tokens)
+    return f"(N, {net.tokens}) integers in [0, {vocab})"
+
+
+def _embedding_row(layer) -> list[str]:
+    """An embedding's output, (N, T·dim): the T looked-up rows side by side."""
+    if not layer.op.reads_tokens:
+        return []
+    tokens = layer.in_features[0]
+    return [
+        small(
+            f"{tokens} rows of {layer.keys.dim} side by side: "
+            f"{tokens} × {layer.keys.dim} = {layer.out_features}"
+        )
+    ]
 
 
 def forward_graph(
@@ -392,8 +421,8 @@ def forward_graph(
         g,
         INPUT,
         label(
-            bold(INPUT) + GAP + escape("input"),
-            escape(shape_str(net.input_features)),
+            bold(INPUT) + GAP + escape("token indices" if net.tokens else "input"),
+            escape(_input_shape(net)),
             *data_row(tensors.get(INPUT)),
         ),
         shape="ellipse",
@@ -427,6 +456,7 @@ def forward_graph(
                     for f in formulas[layer.name]
                     for row in wrapped(f, MUTED, layout.wrap)
                 ),
+                *_embedding_row(layer),
                 *data_row(tensors.get(layer.name)),
                 *grad_row(tgrads.get(layer.name)),
             ),
@@ -439,6 +469,8 @@ def forward_graph(
             text = shape_str(features)
             if layer.op.name == "concat":
                 text += f" → cols {offset}:{offset + features}"
+            elif layer.op.reads_tokens:
+                text += " integers"
             elif len(layer.inputs) > 1:
                 text += f" (input {position + 1})"
             offset += features
@@ -495,7 +527,7 @@ def _forward_values(prog: Program) -> dict[str, tuple[str, str]]:
     """Code name -> (label, fill) of every forward quantity a gradient rule may read."""
     net = prog.net
     values = {
-        INPUT: (label(bold(INPUT), escape(shape_str(net.input_features))), VALUE_FILL),
+        INPUT: (label(bold(INPUT), escape(_input_shape(net))), VALUE_FILL),
         Y.code: (
             label(bold(Y.code) + GAP + escape("targets"), escape(_target_shape(prog))),
             VALUE_FILL,
@@ -510,6 +542,22 @@ def _forward_values(prog: Program) -> dict[str, tuple[str, str]]:
                 label(bold(math_text(m)), shape, small("this step's dropout mask")),
                 VALUE_FILL,
             )
+    # the other intermediates a rule reads (batchnorm's x̂ and 1/√(σ² + ε), …),
+    # each with what it is in words
+    for line in prog.forward:
+        code = line.target.code
+        if line.kind != "intermediate" or line.mode == "eval" or code in values:
+            continue
+        name = math_text(line.target)
+        notes = [c[len(name) + 2 :] for c in line.comments if c.startswith(name + ": ")]
+        values[code] = (
+            label(
+                bold(name),
+                escape(line.shape),
+                *(wrapped(notes[0], MUTED) if notes else []),
+            ),
+            VALUE_FILL,
+        )
     for pi in prog.params:
         shape = escape(shape_str(pi.param.shape, batch=False))
         values[param(pi.state_name).code] = (

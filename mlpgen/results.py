@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .ops import LOSSES
+from .ops import LOSSES, accuracy_rule
 from .values import load_module, num
 
 MAX_POINTS = 200  # epochs evaluated for the curves
@@ -79,6 +79,8 @@ def planned_figures(prog) -> list[str]:
 def _boundary_kind(prog) -> str | None:
     """How the output over a 2-D grid is drawn: class regions, one value, or not."""
     net = prog.net
+    if net.tokens:  # token indices name vocabulary entries: no plane to draw
+        return None
     if LOSSES[net.spec.loss.type].targets == "class":
         return "classes"
     if net.output.out_features == 1:
@@ -118,7 +120,9 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
         stack.enter_context(np.errstate(all="ignore"))
         module = load_module(numpy_text, folder)
         data = module.load_data()
-        correct = loss.correct[0] if loss.correct else None
+        rule = accuracy_rule(net.spec.loss.type, net.output.out_features)
+        shown = loss.accuracy_by_default or "accuracy" in net.spec.train.metrics
+        correct = rule[0] if rule and shown else None
         state: dict[str, Any] = {"buffers": None, "steps": 0}
         n_train = len(data["train"][0])
         batch = getattr(module, "BATCH_SIZE", n_train)

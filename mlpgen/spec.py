@@ -447,6 +447,50 @@ class TeacherData(_DataBase):
     noise: NonNegative = 0.1
 
 
+class MoonsData(_DataBase):
+    """scikit-learn's make_moons: two interleaving half circles."""
+
+    kind: Literal["moons"]
+    n: Annotated[int, Range(ge=2), _at_most(MAX_SAMPLES, "samples")]
+    noise: NonNegative = 0.0
+
+
+class CirclesData(_DataBase):
+    """scikit-learn's make_circles: a circle inside a larger one."""
+
+    kind: Literal["circles"]
+    n: Annotated[int, Range(ge=2), _at_most(MAX_SAMPLES, "samples")]
+    noise: NonNegative = 0.0
+    factor: Annotated[float, Range(ge=0, lt=1)] = 0.8
+
+
+def _function_expr(text: str) -> str:
+    """Parsed here (never evaluated), so a bad formula is a spec error."""
+    from . import cas  # imports sympy: only specs that use it pay for it
+    from .expr import Sym
+
+    cas.forward_ir(text, Sym("x"))
+    return text
+
+
+class FunctionData(_DataBase):
+    """y = f(x) on a grid of x, plus noise: the PyTorch tutorial's sin(x) fit."""
+
+    kind: Literal["function"]
+    expr: Annotated[str, After(_function_expr)]
+    low: float
+    high: float
+    n: Samples
+    noise: NonNegative = 0.0
+
+    def cross_check(self) -> list[Problem]:
+        problems = super().cross_check()
+        if not self.low < self.high:
+            message = f"must be above low ({show(self.low)}), got {show(self.high)}"
+            problems.append((("high",), message))
+        return problems
+
+
 class FileData(_DataBase):
     """A ``.csv`` with a header row (``target`` names the column) or a ``.npz``."""
 
@@ -474,10 +518,21 @@ DATA_KINDS = {
     "spiral": SpiralData,
     "blobs": BlobsData,
     "teacher": TeacherData,
+    "moons": MoonsData,
+    "circles": CirclesData,
+    "function": FunctionData,
     "file": FileData,
 }
 Data = Annotated[
-    InlineData | RandomData | SpiralData | BlobsData | TeacherData | FileData,
+    InlineData
+    | RandomData
+    | SpiralData
+    | BlobsData
+    | TeacherData
+    | MoonsData
+    | CirclesData
+    | FunctionData
+    | FileData,
     Tagged("kind", "data kind"),
 ]
 
@@ -491,8 +546,24 @@ class Layer(_Section):
     keys: Keys  # an instance of LAYERS[type].Keys
 
 
+class TokenInput(_Section):
+    """``model.input: {tokens: T, vocab: V}``: x holds T integer token indices
+    per sample, each in [0, V), which an ``embedding`` layer looks up."""
+
+    tokens: Features
+    vocab: Features
+
+
+def _input_kind(value: Any) -> Any:
+    """A mapping is a token input; anything else is a feature count."""
+    return TokenInput if isinstance(value, (dict, TokenInput)) else Features
+
+
+ModelInput = Annotated[Features | TokenInput, Choose(_input_kind)]
+
+
 class _ModelHead(_Section):
-    input: Features | None = None
+    input: ModelInput | None = None
 
 
 class Model(_ModelHead):

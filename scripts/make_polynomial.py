@@ -1,5 +1,5 @@
-"""Write specs/data/polynomial.npz: the data of the PyTorch tutorial "Learning
-PyTorch with Examples" (its nn and optim sections), made offline.
+"""Write tests/specs/data/polynomial.npz: the data of the PyTorch tutorial "Learning
+PyTorch with Examples" (its nn and optim sections) for the proof's test specs, made offline.
 
     x = torch.linspace(-math.pi, math.pi, 2000); y = torch.sin(x)
     xx = x.unsqueeze(-1).pow(torch.tensor([1, 2, 3]))
@@ -22,7 +22,13 @@ def main() -> None:
     x = np.linspace(-math.pi, math.pi, 2000)
     features = x[:, None] ** np.array([1, 2, 3])
     y = np.sin(x)[:, None]
-    out = Path(__file__).resolve().parent.parent / "specs" / "data" / "polynomial.npz"
+    out = (
+        Path(__file__).resolve().parent.parent
+        / "tests"
+        / "specs"
+        / "data"
+        / "polynomial.npz"
+    )
     np.savez(out, x=features, y=y)
     print(f"wrote {out}: x {features.shape}, y {y.shape}")
 

@@ -41,6 +41,7 @@ COVERAGE = {
         "loss": {
             "type": "cross_entropy",
             "weight": [1.0, 2.0, 0.5],
+            "label_smoothing": 0.1,
             "l2": {"coef": 0.001, "params": "weights"},
         },
         "train": {

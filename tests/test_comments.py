@@ -46,6 +46,8 @@ NOT_IR = {
     r"^(p|m|v|b|g|avg) ← |^momentum buffer: |^weight decay, |^decoupled weight decay: |^centered: ": (
         "optimizer update (template text)"
     ),
+    # the lr schedule's recursion, hand-written in _common.j2 by the loop track
+    r"^lr_t = ": "lr schedule (template text)",
 }
 
 

@@ -4,6 +4,7 @@ writes today."""
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import numpy as np
@@ -40,8 +41,9 @@ def test_three_implementations_agree(spec, compiled, tmp_path):
     for impl in IMPLEMENTATIONS[1:]:
         assert sorted(dumps[impl]) == sorted(ref), impl
     # the contract's quantities are all there, and the run really trained
-    params = [k[len("init/") :] for k in ref if k.startswith("init/")]
-    assert params and all(f"grads0/{p}" in ref and f"final/{p}" in ref for p in params)
+    # (init/ and final/ hold the buffers too: batchnorm's running statistics)
+    params = [k[len("grads0/") :] for k in ref if k.startswith("grads0/")]
+    assert params and all(f"init/{p}" in ref and f"final/{p}" in ref for p in params)
     assert len(ref["losses"]) >= load_spec(spec).train.epochs
     assert ref["losses"][-1] < ref["losses"][0]
     for p in params:
@@ -58,7 +60,9 @@ def test_gradients_match_finite_differences(spec, compiled):
     folder = compiled(spec)
     nb = load_module(folder / "numpy_backprop.py", f"{folder.name}_fd")
     x, y = nb.load_data()["train"]
-    x = x[:64].astype(np.float64)
+    x = (
+        x[:64] if x.dtype.kind in "iu" else x[:64].astype(np.float64)
+    )  # token indices stay
     y = y[:64] if y.dtype.kind == "i" else y[:64].astype(np.float64)
     params = {k: v.astype(np.float64) for k, v in nb.init_params().items()}
     uses_params = "params" in nb.loss_fn.__code__.co_varnames
@@ -69,12 +73,14 @@ def test_gradients_match_finite_differences(spec, compiled):
         out = run(params)[0]
         return float(nb.loss_fn(out, y, params) if uses_params else nb.loss_fn(out, y))
 
-    grads, _ = nb.backward(params, run(params)[1], y)
+    reads = "params" in inspect.signature(nb.backward).parameters
+    grads, _ = nb.backward(*([params] if reads else []), run(params)[1], y)
     rng = np.random.default_rng(0)
     for name, p in params.items():
         flat = p.reshape(-1)
         picks = rng.choice(flat.size, size=min(flat.size, 10), replace=False)
         numeric, noise = [], []
+        derived_flat = grads[name].reshape(-1)
         for i in picks:
             h = 1e-6 * max(1.0, abs(flat[i]))
             saved = flat[i]
@@ -83,7 +89,20 @@ def test_gradients_match_finite_differences(spec, compiled):
             flat[i] = saved - h
             down = loss(params)
             flat[i] = saved
-            numeric.append((up - down) / (2 * h))
+            quotient = (up - down) / (2 * h)
+            if abs(quotient - derived_flat[i]) > 1e-7 * abs(derived_flat[i]) + 1e-10:
+                # a ReLU kink within h of the point (a layernorm before it makes
+                # that likelier: it divides by a small σ) bends the difference;
+                # a step 100 times shorter steps over it, a wrong rule stays wrong
+                flat[i] = saved + h / 100
+                up = loss(params)
+                flat[i] = saved - h / 100
+                down = loss(params)
+                flat[i] = saved
+                shorter = (up - down) / (2 * h / 100)
+                if abs(shorter - derived_flat[i]) < abs(quotient - derived_flat[i]):
+                    quotient, h = shorter, h / 100
+            numeric.append(quotient)
             # the quotient's own rounding: each loss is off by some ulps of |L|
             # (100 allowed), divided by 2h; it swamps gradients far smaller than
             # that, as in the first layers of a deep sigmoid chain
@@ -122,7 +141,9 @@ def test_generated_gallery_code_is_fresh(spec, compiled):
             old, new = (_without_svg(t.decode()).encode() for t in (old, new))
         if old != new:
             stale.append(name)
-    assert not stale, f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"
+    assert not stale, (
+        f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"
+    )
 
 
 @pytest.mark.dot
@@ -137,7 +158,9 @@ def test_generated_gallery_is_fresh(spec):
     prog = build(spec)
     fresh = render(prog, plot=True, draw=False)
     checked_in = ROOT / "generated" / prog.net.spec.name
-    assert checked_in.is_dir(), f"generated/{checked_in.name} is missing: run mlpgen compile {spec}"
+    assert checked_in.is_dir(), (
+        f"generated/{checked_in.name} is missing: run mlpgen compile {spec}"
+    )
     on_disk = sorted(
         p.name for p in checked_in.iterdir() if p.name not in ("__pycache__", MARKER)
     )
@@ -153,7 +176,9 @@ def test_generated_gallery_is_fresh(spec):
             old, new = _without_svg(old.decode()), _without_svg(new.decode())
         if old != new:
             stale.append(name)
-    assert not stale, f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"
+    assert not stale, (
+        f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"
+    )
     # the marker lists the same files, the figures included
     listed = (checked_in / MARKER).read_text(encoding="utf-8")
     assert listed == marker_text(on_disk), "stale marker"
@@ -163,4 +188,6 @@ def test_generated_gallery_is_fresh(spec):
     for name in figures:
         png = (checked_in / name).read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, name
-        assert b"Software" not in png  # no version strings: the same curves, the same bytes
+        assert (
+            b"Software" not in png
+        )  # no version strings: the same curves, the same bytes

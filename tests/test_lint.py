@@ -22,6 +22,8 @@ def write_spec(tmp_path, layers, loss, optimizer=None, classes=3, **top) -> str:
     classification = loss["type"] in ("cross_entropy", "nll")
     data = {"kind": "random", "n": 8}
     data.update({"classes": classes} if classification else {"outputs": outputs})
+    if loss["type"] == "hinge":
+        data = {"kind": "random", "n": 8, "classes": 2}
     spec = {
         "name": "lint_case",
         **top,
@@ -132,6 +134,18 @@ CASES = {
         [LINEAR3, {"type": "activation", "expr": "sqrt(x)"}, LINEAR1], {"type": "mse"}, None, {},
         "model.layers[1].expr", "for x <= 0 (sqrt of a negative number",
     ),
+    "label smoothing with class weights": (
+        [LINEAR3], {"type": "cross_entropy", "weight": [1, 2, 3], "reduction": "sum", "label_smoothing": 0.1}, None, {},
+        "loss.label_smoothing", "torch weights the smoothing term by class too",
+    ),
+    "hinge after relu": (
+        [LINEAR1, {"type": "relu"}], {"type": "hinge"}, None, {},
+        "model.layers[1]", "every −1 row stays wrong",
+    ),
+    "hinge after tanh": (
+        [LINEAR1, {"type": "tanh"}], {"type": "hinge"}, None, {},
+        "model.layers[1]", "no row ever reaches the margin",
+    ),
 }  # fmt: skip
 
 
@@ -151,6 +165,7 @@ def test_the_fixed_specs_do_not_warn(tmp_path):
         ([LINEAR3, {"type": "log_softmax"}], {"type": "nll"}, None),
         ([LINEAR1], {"type": "bce_with_logits"}, None),
         ([LINEAR1, {"type": "sigmoid"}], {"type": "bce"}, None),
+        ([LINEAR3, {"type": "tanh"}, LINEAR1], {"type": "hinge"}, None),
         (
             [LINEAR3],
             {"type": "cross_entropy", "weight": [1, 2, 3], "reduction": "sum"},

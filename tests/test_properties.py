@@ -1,7 +1,9 @@
 """Property tests: random networks built from every op agree across the three
 implementations, and their derived gradients match finite differences.
 
-Hypothesis draws a small DAG (widths 1 to 6, fan-out, skip connections, concat),
+Hypothesis draws a small DAG (widths 1 to 6, fan-out, skip connections, concat,
+batchnorm and layernorm anywhere: after add or concat, before dropout, at the
+output; sometimes integer token inputs read by an embedding),
 a loss that fits its output, data, a batch size and an optimizer; the network
 is compiled, each generated implementation is imported in-process and trained
 for two epochs, and the dumps must agree within the contract's tolerances.
@@ -13,6 +15,7 @@ Then the NumPy backward pass is checked against float64 central differences.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import tempfile
@@ -50,6 +53,7 @@ def unary(draw) -> dict:
             [
                 "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu",
                 "silu", "softplus", "softmax", "log_softmax", "dropout", "activation",
+                "batchnorm", "layernorm",
             ]
         )
     )  # fmt: skip
@@ -64,6 +68,11 @@ def unary(draw) -> dict:
         layer["p"] = draw(st.sampled_from([0.0, 0.1, 0.5]))
     elif kind == "activation":
         layer["expr"] = draw(st.sampled_from(FORMULAS))
+    elif kind == "batchnorm":
+        layer["momentum"] = draw(st.sampled_from([0.1, 0.5, None]))
+        layer["affine"] = draw(st.booleans())
+    elif kind == "layernorm":
+        layer["affine"] = draw(st.booleans())
     return layer
 
 
@@ -78,9 +87,9 @@ def linear(draw, out: int) -> dict:
 
 
 @st.composite
-def body(draw, features: int) -> list[dict]:
+def body(draw, features: int, start: str = "x") -> list[dict]:
     """Hidden layers over the input ``x``; every tensor but the last is read by a later layer."""
-    tensors = [("x", features)]  # (name, features), in order
+    tensors = [(start, features)]  # (name, features), in order
     read: set[str] = set()
     layers: list[dict] = []
     for i in range(draw(st.integers(1, 5))):
@@ -116,12 +125,23 @@ def body(draw, features: int) -> list[dict]:
 def specs(draw) -> dict:
     """A whole spec: network, loss fitting its output, inline data, training."""
     features = draw(st.integers(1, 6))
-    layers = draw(body(features))
+    # sometimes token inputs: T integer indices per sample, looked up in an
+    # embedding (the only layer that may read them), flattened to T·dim features
+    tokens = draw(st.sampled_from([None, None, None, (2, 5, 2), (3, 4, 1)]))
+    if tokens is not None:
+        t, vocab, dim = tokens
+        emb = {"name": "emb", "type": "embedding", "vocab": vocab, "dim": dim}
+        layers = [emb, *draw(body(t * dim, "emb"))]
+    else:
+        layers = draw(body(features))
     loss_type = draw(
-        st.sampled_from(["mse", "cross_entropy", "nll", "bce", "bce_with_logits"])
+        st.sampled_from(
+            ["mse", "cross_entropy", "nll", "bce", "bce_with_logits", "hinge"]
+        )
     )
     classification = loss_type in ("cross_entropy", "nll")
-    outputs = draw(st.integers(2 if classification else 1, 6))
+    least = 2 if classification else 1
+    outputs = 1 if loss_type == "hinge" else draw(st.integers(least, 6))
     layers.append({"name": "head", **linear(draw, outputs)})
     loss: dict = {
         "type": loss_type,
@@ -141,6 +161,8 @@ def specs(draw) -> dict:
                 st.sampled_from([0.5, 1.0, 2.0]), min_size=outputs, max_size=outputs
             )
         )
+    if loss_type == "cross_entropy" and draw(st.booleans()):
+        loss["label_smoothing"] = draw(st.sampled_from([0.1, 0.3]))
     if loss_type == "bce_with_logits" and draw(st.booleans()):
         loss["pos_weight"] = draw(
             st.lists(st.sampled_from([0.5, 3.0]), min_size=outputs, max_size=outputs)
@@ -150,17 +172,39 @@ def specs(draw) -> dict:
 
     n = draw(st.integers(8, 24))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((n, features)).tolist()
+    if tokens is not None:
+        x = rng.integers(0, tokens[1], (n, tokens[0])).tolist()
+    else:
+        x = rng.standard_normal((n, features)).tolist()
     if classification:
         y = rng.integers(0, outputs, n).tolist()
     elif loss_type == "mse":
         y = rng.standard_normal((n, outputs)).tolist()
+    elif loss_type == "hinge":
+        y = (2.0 * rng.integers(0, 2, (n, 1)) - 1).tolist()
     else:
         y = rng.integers(0, 2, (n, outputs)).astype(float).tolist()
     data: dict = {"kind": "inline", "x": x, "y": y}
+    # the generated kinds of two classes, where the input has two features
+    if features == 2 and loss_type != "mse" and draw(st.booleans()):
+        kind = draw(st.sampled_from(["moons", "circles"]))
+        data = {"kind": kind, "n": n, "noise": draw(st.sampled_from([0.0, 0.1]))}
+        if kind == "circles":
+            data["factor"] = draw(st.sampled_from([0.8, 0.5]))
+        if outputs != 1 and not classification:  # one column of targets only
+            data = {"kind": "inline", "x": x, "y": y}
+    elif features == 1 and loss_type == "mse" and outputs == 1 and draw(st.booleans()):
+        data = {
+            "kind": "function",
+            "expr": draw(st.sampled_from(["sin(x)", "x**2 - 1", "tanh(2*x) + 0.5*x"])),
+            "low": -3.0,
+            "high": 3.0,
+            "n": n,
+            "noise": draw(st.sampled_from([0.0, 0.1])),
+        }
     if draw(st.booleans()):
         data["split"] = {"train": 0.75, "test": 0.25}
-    data["standardize"] = draw(st.booleans())
+    data["standardize"] = draw(st.booleans()) and tokens is None
 
     lr = draw(st.sampled_from([0.01, 0.05]))
     opt_type = draw(st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]))
@@ -175,18 +219,34 @@ def specs(draw) -> dict:
         )
     if draw(st.booleans()):
         optimizer["weight_decay"] = 0.01
+    batch_size = draw(st.sampled_from(["full", 1, 3, 8]))
+    n_train = int(0.75 * n) if "split" in data else n
+    # batchnorm refuses a training batch of one row (test_layers.py)
+    if (
+        any(layer["type"] == "batchnorm" for layer in layers)
+        and batch_size != "full"
+        and (batch_size == 1 or n_train % batch_size == 1)
+    ):
+        batch_size = "full"
     train = {
         "optimizer": optimizer,
         "epochs": 2,
-        "batch_size": draw(st.sampled_from(["full", 1, 3, 8])),
+        "batch_size": batch_size,
         "shuffle": draw(st.booleans()),
     }
+    if (loss_type != "mse" or outputs > 1) and draw(st.booleans()):
+        train["metrics"] = ["accuracy"]
     return {
         "name": "prop",
         "dtype": draw(st.sampled_from(["float64", "float64", "float64", "float32"])),
         "seed": draw(st.integers(0, 1000)),
         "data": data,
-        "model": {"input": features, "layers": layers},
+        "model": {
+            "input": features
+            if tokens is None
+            else {"tokens": tokens[0], "vocab": tokens[1]},
+            "layers": layers,
+        },
         "loss": loss,
         "train": train,
     }
@@ -224,7 +284,9 @@ def roundoff_growth(folder: Path, nb, ref: dict, dtype: str, runs: int = 4) -> f
                 again = dict(archive)
             dumps = {impl: again for impl in IMPLEMENTATIONS[1:]}
             dumps["numpy_backprop"] = ref
-            worst = max([worst] + [r for q, _, _, r in compare(dumps, dtype) if q in TRAINED])
+            worst = max(
+                [worst] + [r for q, _, _, r in compare(dumps, dtype) if q in TRAINED]
+            )
     finally:
         nb.backward = backward
     return worst
@@ -265,7 +327,8 @@ def finite_difference_error(nb, spec: dict) -> float:
     def loss() -> float:
         return float(nb.loss_fn(run(params)[0], y, *args))
 
-    grads, _ = nb.backward(params, run(params)[1], y)
+    reads = "params" in inspect.signature(nb.backward).parameters
+    grads, _ = nb.backward(*([params] if reads else []), run(params)[1], y)
     rng = np.random.default_rng(0)
     numeric, derived = [], []
     for name, p in params.items():

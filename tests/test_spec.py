@@ -1334,19 +1334,27 @@ CASES = {
         ),
         ["loss.pos_weight: needs one weight per output (1) or a single one, got 2"],
     ),
-    "mse-on-class-labels": (
+    "hinge-on-three-classes": (
         spec(
             data="data: {kind: spiral, n_per_class: 5, classes: 3}",
-            model=layers("{name: a, type: linear, out: 3}"),
+            model=layers("{name: a, type: linear, out: 1}"),
+            loss="loss: {type: hinge}",
         ),
-        ["data.kind: spiral data has class labels, which mse cannot use"],
+        [
+            "data.classes: hinge takes two classes (±1 targets), the data has 3: "
+            "use classes: 2, or cross_entropy for more classes"
+        ],
     ),
-    "mse-on-random-classes": (
+    "bce-with-logits-on-random-classes": (
         spec(
             data="data: {kind: random, n: 5, classes: 3}",
-            model="model: {input: 2, layers: [{type: linear, out: 3}]}",
+            model="model: {input: 2, layers: [{type: linear, out: 1}]}",
+            loss="loss: {type: bce_with_logits}",
         ),
-        ["data.classes: mse needs float targets: use data.outputs"],
+        [
+            "data.classes: bce_with_logits takes two classes (0/1 targets), the data "
+            "has 3: use classes: 2, or cross_entropy for more classes"
+        ],
     ),
     # ---------------------------------------------------------------- limits
     "units-10e13": (

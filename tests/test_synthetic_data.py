@@ -90,7 +90,12 @@ def test_teacher_targets_follow_their_recipe(tmp_path):
 @pytest.mark.parametrize(
     ("data", "loss", "where", "says"),
     [
-        ({"kind": "blobs", "n": 10, "classes": 2}, "mse", "data.kind", "class labels"),
+        (
+            {"kind": "blobs", "n": 10, "classes": 3},
+            "hinge",
+            "data.classes",
+            "hinge takes two classes",
+        ),
         (
             {"kind": "teacher", "n": 10, "features": 2},
             "cross_entropy",

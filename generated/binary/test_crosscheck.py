@@ -98,8 +98,9 @@ def drifts(key):
 
 
 def perturbed_run(tmp_path, seed):
-    """numpy_backprop.py run here with every value its backward pass reads, and
-    every gradient it returns, nudged one ulp up or down at random."""
+    """numpy_backprop.py run here with every value its forward pass keeps and
+    its backward pass reads, and every gradient it returns, nudged one ulp up
+    or down at random."""
     nb = load("numpy_backprop")
     rng = np.random.default_rng(seed)
     inner = nb.backward
@@ -110,13 +111,23 @@ def perturbed_run(tmp_path, seed):
         up, down = np.nextafter(a, np.inf), np.nextafter(a, -np.inf)
         return np.where(rng.random(a.shape) < 0.5, up, down).astype(a.dtype)
 
-    def backward(params, cache, *args):
-        grads, tensor_grads = inner(
-            params, {k: nudge(v) for k, v in cache.items()}, *args
-        )
+    def backward(*args):
+        # the values it reads (the forward cache, and the parameters when it takes them)
+        args = [
+            {k: nudge(v) for k, v in a.items()} if isinstance(a, dict) else a
+            for a in args
+        ]
+        grads, tensor_grads = inner(*args)
         return {k: nudge(g) for k, g in grads.items()}, tensor_grads
 
-    nb.backward = backward
+    forward = nb.forward
+
+    def nudged_forward(*args, **kwargs):
+        # the output and every value the forward pass keeps
+        out, cache = forward(*args, **kwargs)
+        return nudge(out), {k: nudge(v) for k, v in cache.items()}
+
+    nb.backward, nb.forward = backward, nudged_forward
     path = tmp_path / f"perturbed{seed}.npz"
     with np.errstate(all="ignore"):
         try:
@@ -153,7 +164,15 @@ def spread(dumps, tmp_path_factory):
             per_step = key == "losses" or key.startswith("history/")
             s = np.maximum.accumulate(s) if per_step else np.full(s.shape, s.max())
         out[key] = s
-    return out
+    # the state drifts as a whole: each final/ tensor gets the largest spread of any
+    state = max(
+        (float(v.max()) for k, v in out.items() if k.startswith("final/") and v.size),
+        default=0.0,
+    )
+    return {
+        k: np.full(v.shape, state) if k.startswith("final/") else v
+        for k, v in out.items()
+    }
 
 
 @pytest.mark.parametrize("name", ["torch_manual", "torch_module"])
