@@ -255,7 +255,9 @@ def manual_texts(spec: Path) -> dict[str, str]:
         return {f: (folder / f).read_text(encoding="utf-8") for f in MANUAL}
 
 
-@pytest.mark.parametrize("spec", [XOR, CHAIN12, RESIDUAL, RMSPROP], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "spec", [XOR, CHAIN12, RESIDUAL, RMSPROP], ids=lambda p: p.stem
+)
 def test_unmutated_spec_passes_both_checks(spec, capsys):
     """Without a mutant, each spec the mutants use passes both checks: what
     catches the mutants below is the mutation, not a check that always fails."""
@@ -287,7 +289,9 @@ def test_mutant_is_caught(mutant: Mutant, monkeypatch, capsys):
         assert "first difference:" not in out, out
         assert "MISMATCH" in out, out
     else:
-        named = [line for line in out.splitlines() if line.startswith("first difference:")]
+        named = [
+            line for line in out.splitlines() if line.startswith("first difference:")
+        ]
         assert named, out
         assert named[0].startswith(f"first difference: {mutant.first} "), named[0]
         # both manual files carry the mutant: they agree with each other, not with autograd
