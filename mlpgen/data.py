@@ -26,7 +26,15 @@ from pathlib import Path
 
 from .ops import LOSSES
 from .schema import show
-from .spec import MAX_FEATURES, MAX_SAMPLES, MAX_VALUES, FileData, Spec, SpecError
+from .spec import (
+    MAX_FEATURES,
+    MAX_SAMPLES,
+    MAX_VALUES,
+    FileData,
+    Spec,
+    SpecError,
+    TokenInput,
+)
 from .text import one_line
 
 MAX_FILE_BYTES = 50_000_000  # a data file (.csv or .npz), read whole
@@ -63,7 +71,7 @@ def describe(spec: Spec) -> DataInfo:
     classification = LOSSES[spec.loss.type].targets == "class"
     problems: list[tuple[str, str]] = []
     info = None
-    token_input = not isinstance(spec.model.input, (int, type(None)))
+    token_input = isinstance(spec.model.input, TokenInput)
     if token_input and d.kind not in ("inline", "file"):
         raise SpecError(
             spec.source,

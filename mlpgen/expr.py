@@ -369,7 +369,8 @@ FUNCS: dict[str, Func] = {
         postfix=True,
         helper="embedding_grad",
     ),
-    # a vector (N,) as a column (N, 1), to scale each row: the broadcast shown
+    # an (N,) vector as an (N, 1) column, which broadcasts over the columns of
+    # an (N, k) tensor: the math shows it as the code does
     "col": Func("{0}[:, None]", "{0}[:, None]", "{0}[:, None]", postfix=True),
 }
 

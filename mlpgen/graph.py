@@ -33,6 +33,7 @@ from .spec import (
     MAX_VALUES,
     Spec,
     SpecError,
+    TokenInput,
     load_spec,
 )
 
@@ -168,8 +169,13 @@ def build(spec: Spec, data_info) -> Network:
     then left out.
     """
     problems: list[tuple[str, str]] = []
-    token_input = spec.model.input if not isinstance(spec.model.input, int) else None
-    input_features = token_input.tokens if token_input is not None else spec.model.input
+    given = spec.model.input
+    token_input: TokenInput | None = None
+    input_features: int | None
+    if isinstance(given, TokenInput):
+        token_input, input_features = given, given.tokens
+    else:
+        input_features = given
     if token_input is not None and not data_info.tokens:
         problems.append(
             (
@@ -282,7 +288,7 @@ def _token_problems(
         for layer in layers
         if layer.op.reads_tokens and layer.inputs == (INPUT,)
     ]
-    if not isinstance(spec.model.input, int) and spec.model.input is not None:
+    if isinstance(spec.model.input, TokenInput):
         bounds.append((spec.model.input.vocab, "model.input.vocab"))
     for vocab, what in sorted(bounds, key=lambda b: b[0])[:1]:
         if data_info.vocab_used > vocab:

@@ -35,7 +35,8 @@ def _fmt_shape(shape) -> str:
 def layer_table(prog: Program) -> str:
     net = prog.net
     rows = [("layer", "type", "inputs", "output", "parameters", "count")]
-    rows.append(("x", "input", "", f"(N, {net.input_features})", "", ""))
+    kind = "tokens" if net.tokens else "input"  # integer indices an embedding reads
+    rows.append(("x", kind, "", f"(N, {net.input_features})", "", ""))
     for layer in net.layers:
         count = 0
         shapes = []

@@ -389,3 +389,30 @@ def test_check_counts_the_new_layers_and_warns_of_batchnorm_pitfalls(tmp_path):
     warnings = dict(lint.warnings(prog))
     assert "batchnorm 'bn1' right after it" in warnings["model.layers[1].bias"]
     assert "batches of 4 rows with batchnorm 'bn1'" in warnings["train.batch_size"]
+
+
+def test_batchnorm_through_the_training_loops_options(tmp_path):
+    """Sampling with replacement, an lr schedule, dropout after batchnorm, and
+    early stopping that restores the best epoch's parameters and buffers."""
+    spec = spec_with(
+        [
+            FC1,
+            {"name": "bn1", "type": "batchnorm", "momentum": None},
+            {"type": "relu"},
+            {"name": "drop", "type": "dropout", "p": 0.1},
+            HEAD,
+        ]
+    )
+    spec["data"]["split"] = {"train": 0.6, "val": 0.2, "test": 0.2}
+    spec["train"].update(
+        shuffle=False,
+        sampling="with_replacement",
+        schedule={"type": "step", "step_size": 1, "gamma": 0.5},
+        early_stopping={"monitor": "val_loss", "patience": 1},
+    )
+    folder = compiled(tmp_path, spec)
+    dumps, _ = run_all(folder)
+    assert_agree(dumps, "float64")
+    ref = dumps["numpy_backprop"]
+    # 18 training rows in batches of 8 drawn with replacement: 2 steps an epoch
+    assert ref["final/bn1.num_batches_tracked"] in (2, 4)
