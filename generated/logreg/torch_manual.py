@@ -74,12 +74,18 @@ def forward(params, x):
 
 
 def loss_fn(out, y, params):
-    """L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over all parameters"""
-    return torch.mean(
+    """The loss of a batch, the l2 term included: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ]) + 0.001·Σ p² over all parameters
+    # PyTorch evaluates the loss term as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = torch.mean(
         torch.logsumexp(out, dim=1) - out[torch.arange(len(y)), y]
     ) + 0.001 * (
         (params["logits.weight"] ** 2).sum() + (params["logits.bias"] ** 2).sum()
     )
+    return loss
 
 
 def backward(params, cache, y):
@@ -88,10 +94,14 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, logits = cache["x"], cache["logits"]
     grads = {}
-    # Grad of: L = mean(logsumexp(logits) − logits[n, yₙ]) + 0.001·Σ p² over all parameters
+    # Grad of: L = mean(−log(softmax(logits))[n, yₙ]) + 0.001·Σ p² over all parameters
+    # PyTorch evaluates the loss term as mean(logsumexp(logits) − logits[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂logits = (softmax(logits) − onehot(y))/N    (N, 10)
     d_logits = (torch.softmax(logits, dim=1) - F.one_hot(y, 10).to(DTYPE)) / len(logits)
-    # Grad of: logits = x @ logits.weightᵀ + logits.bias
+    # Grad of: logits = x @ logits.weightᵀ + logits.bias, and of the l2 term 0.001·Σ logits.weight² + 0.001·Σ logits.bias²
     # the L2 term 0.001·Σ logits.weight² of L adds its gradient 0.002 · logits.weight
     # ∂L/∂logits.weight = (∂L/∂logits)ᵀ @ x + 0.002 · logits.weight    (10, 20)
     grads["logits.weight"] = d_logits.T @ x + 0.002 * params["logits.weight"]

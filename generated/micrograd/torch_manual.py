@@ -96,8 +96,9 @@ def forward(params, x):
 
 
 def loss_fn(out, y, params):
-    """L = mean(max(1 − y ⊙ out, 0)) + 0.0001·Σ p² over all parameters"""
-    return torch.mean(torch.relu(1 - y * out)) + 0.0001 * (
+    """The loss of a batch, the l2 term included: a number."""
+    # L = mean(max(1 − y ⊙ out, 0)) + 0.0001·Σ p² over all parameters
+    loss = torch.mean(torch.relu(1 - y * out)) + 0.0001 * (
         (params["l1.weight"] ** 2).sum()
         + (params["l1.bias"] ** 2).sum()
         + (params["l2.weight"] ** 2).sum()
@@ -105,6 +106,7 @@ def loss_fn(out, y, params):
         + (params["score.weight"] ** 2).sum()
         + (params["score.bias"] ** 2).sum()
     )
+    return loss
 
 
 def backward(params, cache, y):
@@ -114,9 +116,9 @@ def backward(params, cache, y):
     x, r1, r2, score = cache["x"], cache["r1"], cache["r2"], cache["score"]
     grads = {}
     # Grad of: L = mean(max(1 − y ⊙ score, 0)) + 0.0001·Σ p² over all parameters
-    # ∂L/∂score = −y ⊙ [1 − y ⊙ score > 0]/N    (N, 1)
-    d_score = -y * ((1 - y * score) > 0) / len(score)
-    # Grad of: score = r2 @ score.weightᵀ + score.bias
+    # ∂L/∂score = −y ⊙ [1 − y ⊙ score > 0]/numel(score)    (N, 1)
+    d_score = -y * ((1 - y * score) > 0) / score.numel()
+    # Grad of: score = r2 @ score.weightᵀ + score.bias, and of the l2 term 0.0001·Σ score.weight² + 0.0001·Σ score.bias²
     # the L2 term 0.0001·Σ score.weight² of L adds its gradient 0.0002 · score.weight
     # ∂L/∂score.weight = (∂L/∂score)ᵀ @ r2 + 0.0002 · score.weight    (1, 16)
     grads["score.weight"] = d_score.T @ r2 + 0.0002 * params["score.weight"]
@@ -128,7 +130,7 @@ def backward(params, cache, y):
     # Grad of: r2 = max(l2, 0)
     # ∂L/∂l2 = ∂L/∂r2 ⊙ [r2 > 0]    (N, 16)
     d_l2 = d_r2 * (r2 > 0)
-    # Grad of: l2 = r1 @ l2.weightᵀ + l2.bias
+    # Grad of: l2 = r1 @ l2.weightᵀ + l2.bias, and of the l2 term 0.0001·Σ l2.weight² + 0.0001·Σ l2.bias²
     # the L2 term 0.0001·Σ l2.weight² of L adds its gradient 0.0002 · l2.weight
     # ∂L/∂l2.weight = (∂L/∂l2)ᵀ @ r1 + 0.0002 · l2.weight    (16, 16)
     grads["l2.weight"] = d_l2.T @ r1 + 0.0002 * params["l2.weight"]
@@ -140,7 +142,7 @@ def backward(params, cache, y):
     # Grad of: r1 = max(l1, 0)
     # ∂L/∂l1 = ∂L/∂r1 ⊙ [r1 > 0]    (N, 16)
     d_l1 = d_r1 * (r1 > 0)
-    # Grad of: l1 = x @ l1.weightᵀ + l1.bias
+    # Grad of: l1 = x @ l1.weightᵀ + l1.bias, and of the l2 term 0.0001·Σ l1.weight² + 0.0001·Σ l1.bias²
     # the L2 term 0.0001·Σ l1.weight² of L adds its gradient 0.0002 · l1.weight
     # ∂L/∂l1.weight = (∂L/∂l1)ᵀ @ x + 0.0002 · l1.weight    (16, 2)
     grads["l1.weight"] = d_l1.T @ x + 0.0002 * params["l1.weight"]

@@ -102,10 +102,16 @@ def forward(params, x):
 
 
 def loss_fn(out, y, params):
-    """L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over the weights"""
-    return mean(logsumexp(out) - out[np.arange(len(y)), y]) + 0.001 * (
+    """The loss of a batch, the l2 term included: a number."""
+    # L = mean(−log(softmax(out))[n, yₙ]) + 0.001·Σ p² over the weights
+    # PyTorch evaluates the loss term as mean(logsumexp(out) − out[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
+    loss = mean(logsumexp(out) - out[np.arange(len(y)), y]) + 0.001 * (
         (params["hidden.weight"] ** 2).sum() + (params["scores.weight"] ** 2).sum()
     )
+    return loss
 
 
 def backward(params, cache, y):
@@ -114,10 +120,14 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, act, scores = cache["x"], cache["act"], cache["scores"]
     grads = {}
-    # Grad of: L = mean(logsumexp(scores) − scores[n, yₙ]) + 0.001·Σ p² over the weights
+    # Grad of: L = mean(−log(softmax(scores))[n, yₙ]) + 0.001·Σ p² over the weights
+    # PyTorch evaluates the loss term as mean(logsumexp(scores) − scores[n, yₙ]),
+    # because log softmax(z)[y] = z[y] − logsumexp(z), and logsumexp subtracts the row
+    # maximum before exp: no exp overflows and no probability that rounded to 0 is put
+    # into log
     # ∂L/∂scores = (softmax(scores) − onehot(y))/N    (N, 3)
     d_scores = (softmax(scores) - np.eye(3, dtype=DTYPE)[y]) / len(scores)
-    # Grad of: scores = act @ scores.weightᵀ + scores.bias
+    # Grad of: scores = act @ scores.weightᵀ + scores.bias, and of the l2 term 0.001·Σ scores.weight²
     # the L2 term 0.001·Σ scores.weight² of L adds its gradient 0.002 · scores.weight
     # ∂L/∂scores.weight = (∂L/∂scores)ᵀ @ act + 0.002 · scores.weight    (3, 100)
     grads["scores.weight"] = d_scores.T @ act + 0.002 * params["scores.weight"]
@@ -128,7 +138,7 @@ def backward(params, cache, y):
     # Grad of: act = max(hidden, 0)
     # ∂L/∂hidden = ∂L/∂act ⊙ [act > 0]    (N, 100)
     d_hidden = d_act * (act > 0)
-    # Grad of: hidden = x @ hidden.weightᵀ + hidden.bias
+    # Grad of: hidden = x @ hidden.weightᵀ + hidden.bias, and of the l2 term 0.001·Σ hidden.weight²
     # the L2 term 0.001·Σ hidden.weight² of L adds its gradient 0.002 · hidden.weight
     # ∂L/∂hidden.weight = (∂L/∂hidden)ᵀ @ x + 0.002 · hidden.weight    (100, 2)
     grads["hidden.weight"] = d_hidden.T @ x + 0.002 * params["hidden.weight"]
