@@ -352,6 +352,11 @@ def derive(net: Network) -> Program:
     backward: list[Line] = []
     g_out = loss.grad(loss_ctx(net, names.value(out.name)))
     loss_formula = math_text(loss.value(loss_ctx(net, names.value(out.name))))
+    if (
+        l2 and l2_keys is not None
+    ):  # as loss_fn's docstring writes it; its gradient joins the parameters' lines
+        which = "all parameters" if l2_keys.params == "all" else "the weights"
+        loss_formula += f" + {l2_keys.coef}·Σ p² over {which}"
     backward.append(
         Line(
             names.grad(out.name),
@@ -443,14 +448,20 @@ def _param_grad_lines(param_info: dict[str, ParamInfo], l2: tuple[ParamInfo, ...
 
     def line(state_name: str, e: Expr, coef2: float | None) -> Line:
         pinfo = param_info[state_name]
+        notes: tuple[str, ...] = ()
         if coef2 is not None and state_name in coef:
-            e = e + coef2 * param(state_name)
+            term = coef2 * param(state_name)
+            e = e + term
+            notes = (
+                f"the L2 term {coef2 / 2:g}·Σ {state_name}² of L adds its "
+                f"gradient {math_text(term)}",
+            )
         pshape = shape_str(pinfo.param.shape, batch=False)
         target = param_grad(state_name)
         return Line(
             target,
             e,
-            (_comment(target, e, pshape),),
+            (*notes, _comment(target, e, pshape)),
             "param_grad",
             pinfo.layer.name,
             pshape,

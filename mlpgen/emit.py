@@ -642,6 +642,18 @@ def context(prog: Program) -> dict:
         "needs_math": "erf" in fns,
         "torch_functional": any("F." in FUNCS[f].torch for f in fns),
         "accuracy": accuracy,
+        # the last progress line's loss, told apart from the report's after it
+        "last_epoch_note": (
+            "the mean over this epoch's batches, each before its update"
+            if spec.train.batch_size != "full"
+            else "before the last update"
+        )
+        + (", dropout on" if prog.dropout else ""),
+        "report_header": (
+            "with the best epoch's parameters (restored), in evaluation mode:"
+            if early and early["restore"]
+            else "after the last update, in evaluation mode:"
+        ),
         "total_steps": epochs * steps_per_epoch,
         "layer_table": _layer_table(net),
         "param_count": net.param_count,

@@ -369,7 +369,9 @@ FUNCS: dict[str, Func] = {
         postfix=True,
         helper="embedding_grad",
     ),
-    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}", postfix=True),
+    # an (N,) vector as an (N, 1) column, which broadcasts over the columns of
+    # an (N, k) tensor: the math shows it as the code does
+    "col": Func("{0}[:, None]", "{0}[:, None]", "{0}[:, None]", postfix=True),
 }
 
 

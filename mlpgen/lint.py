@@ -613,6 +613,34 @@ def warning_lines(prog: Program) -> list[str]:
     ]
 
 
+def batches_line(spec) -> str:
+    """How training cuts the data into batches, and in what order: mini-batches
+    come in the data's order unless the spec asks for shuffling."""
+    t = spec.train
+    if t.sampling == "with_replacement":
+        size = "the training set's size" if t.batch_size == "full" else t.batch_size
+        return (
+            f"batches: {size} rows each, drawn with replacement from the shuffle "
+            "stream (train.sampling: with_replacement)"
+        )
+    if t.batch_size == "full":
+        what = "batches: each step trains on the whole training set"
+        if t.shuffle:
+            return f"{what}, in a new order each epoch drawn from the shuffle stream (train.shuffle: true)"
+        return f"{what} (train.batch_size: full)"
+    what = f"batches: {t.batch_size} rows each"
+    if t.shuffle:
+        return f"{what}, in a new order each epoch drawn from the shuffle stream (train.shuffle: true)"
+    return (
+        f"{what}, the training rows in their order, the same every epoch: not shuffled "
+        "(train.shuffle is false, the default; true draws a new order each epoch "
+        "from the shuffle stream)"
+    )
+
+
 def lint_report(prog: Program) -> str:
-    """What ``mlpgen check`` prints below the layer table: costs, then warnings."""
-    return "\n".join([cost_table(prog), *warning_lines(prog)])
+    """What ``mlpgen check`` prints below the layer table: costs, how the data is
+    batched, then warnings."""
+    return "\n".join(
+        [cost_table(prog), batches_line(prog.net.spec), *warning_lines(prog)]
+    )

@@ -126,7 +126,7 @@ SYMBOLS: tuple[Symbol, ...] = (
     ),
     Symbol(
         "w[y]",
-        "each sample's class weight, an (N,) vector (a column (N, 1) when it multiplies an (N, k) tensor)",
+        "each sample's class weight, an (N,) vector",
         "CLASS_WEIGHT[y]",
         "CLASS_WEIGHT[y]",
         r"\bw\[y",
@@ -139,7 +139,18 @@ SYMBOLS: tuple[Symbol, ...] = (
         r"= \[[^\]]*,",
     ),
     Symbol(
-        "a[:, i:j]", "the columns i to j − 1 of a", "a[:, i:j]", "a[:, i:j]", r"\[:, "
+        "a[:, i:j]",
+        "the columns i to j − 1 of a",
+        "a[:, i:j]",
+        "a[:, i:j]",
+        r"\[:, (?!None)",
+    ),
+    Symbol(
+        "a[:, None]",
+        "the (N,) vector a as an (N, 1) column, so that it multiplies every column of an (N, k) tensor (broadcast)",
+        "a[:, None]",
+        "a[:, None]",
+        r"\[:, None\]",
     ),
     Symbol(
         "μ, σ²",

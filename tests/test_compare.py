@@ -113,7 +113,7 @@ def test_run_prints_the_report_and_plots_the_losses(tmp_path):
     assert r.returncode == 0, r.stderr
     # stderr is no terminal here: no bar, and no progress lines on stdout
     assert r.stdout.splitlines() == [
-        "after training, in evaluation mode:",
+        "after the last update, in evaluation mode:",
         "train  loss 0.249709",
         f"wrote {figure}",
     ]

@@ -8,15 +8,21 @@ when they are.
 
 from __future__ import annotations
 
+import ast
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from mlpgen import cas
+from mlpgen import cas, crosstest
 from mlpgen.expr import Call, Expr, Sym, math_text, numpy_code
 from mlpgen.ops import LAYERS, Ctx
+from mlpgen.spec import load_spec
 
-from .conftest import ROOT
+from .conftest import ROOT, SPECS
 
 GALLERY = ROOT / "generated"
 MISH = "x * tanh(log(1 + exp(x)))"
@@ -149,3 +155,140 @@ def test_the_page_says_from_which_input_on_mish_overflows():
         "f′(x) = t + e ⊙ x ⊙ (1 − t²)/(1 + e), with e = exp(x) and t = tanh(log(1 + e)), "
         "each computed once" in page
     )
+
+
+# ------------------------------------------------------------- true statements
+
+
+def _docstring(path) -> str:
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_torch_module_names_each_departure_beside_the_idiomatic_line(spec):
+    """torch_module.py is not called idiomatic outright: each place that is not
+    (NumPy's streams for init, batches and dropout) is named with the line an
+    idiomatic file would have."""
+    path = GALLERY / spec.stem / "torch_module.py"
+    source, doc = path.read_text(), _docstring(path)
+    train = load_spec(spec).train
+    assert (
+        "model.load_state_dict(init_params(seed)); idiomatic: torch.manual_seed(seed)"
+        in doc
+    )
+    assert ("class Dropout(nn.Module)" in source) == ("idiomatic: nn.Dropout(p)" in doc)
+    assert ("\ndef batches(" in source) == ("DataLoader(TensorDataset(x, y)" in doc)
+    if "\ndef batches(" in source:
+        assert ("shuffle=True" in doc) == bool(train.shuffle)
+    page = " ".join((GALLERY / spec.stem / "README.md").read_text().split())
+    assert (
+        "the idiomatic `nn.Module`" not in page
+        and "an idiomatic `nn.Module`" not in page
+    )
+    assert "idiomatic but where it must draw the same random numbers" in page
+
+
+def test_the_two_final_losses_are_told_apart(tmp_path):
+    """The last progress line is the loss before the last update; the report
+    after it, the loss after it: both labelled, and not the same number."""
+    r = subprocess.run(
+        [sys.executable, str(GALLERY / "xor" / "numpy_backprop.py"), "--epochs", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    lines = r.stdout.splitlines()
+    assert re.fullmatch(r"epoch 3/3  loss (\S+)  \(before the last update\)", lines[-3])
+    assert lines[-2] == "after the last update, in evaluation mode:"
+    before = float(lines[-3].split()[3])
+    after = float(lines[-1].split()[-1])
+    assert before != after  # 0.2543… before the third step, 0.2542… after it
+    assert crosstest.PROGRESS.match(lines[-3])[3] == lines[-3].split()[3]
+    for name in ("adamw", "spiral_dropout"):
+        source = (GALLERY / name / "torch_manual.py").read_text()
+        note = {
+            "adamw": "the mean over this epoch's batches, each before its update",
+            "spiral_dropout": "before the last update, dropout on",
+        }[name]
+        assert f'"  ({note})"' in source and "if epoch == epochs" in source
+        page = " ".join((GALLERY / name / "README.md").read_text().split())
+        assert "Two losses end the output, and they are not the same number." in page
+
+
+def test_unshuffled_batches_are_said_to_be_in_data_order():
+    """Mini-batches are not shuffled by default (the contract): the page and
+    `mlpgen check` say so, and say it is the shuffle stream's when they are."""
+    pages = {
+        name: " ".join((GALLERY / name / "README.md").read_text().split())
+        for name in ("adamw", "rmsprop", "xor")
+    }
+    assert (
+        "their mini-batches are the training rows in order, the same every epoch, not shuffled"
+        in pages["adamw"]
+    )
+    assert (
+        "the order of their batches from the same NumPy random streams"
+        in pages["rmsprop"]
+    )
+    # xor's data is the spec's own: not drawn from a stream
+    assert (
+        "draw their initial parameters from the same NumPy random streams "
+        "(the data is the spec's own, drawn from none); each step trains on the whole training set"
+        in pages["xor"]
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mlpgen", "check", str(ROOT / "specs" / "adamw.yaml"),
+         str(ROOT / "specs" / "rmsprop.yaml")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    batches = [line for line in r.stdout.splitlines() if line.startswith("batches:")]
+    assert batches == [
+        (
+            "batches: 32 rows each, the training rows in their order, the same every epoch: "
+            "not shuffled (train.shuffle is false, the default; true draws a new order each "
+            "epoch from the shuffle stream)"
+        ),
+        (
+            "batches: 20 rows each, in a new order each epoch drawn from the shuffle stream "
+            "(train.shuffle: true)"
+        ),
+    ]
+
+
+# ------------------------------------------------------------------- notation
+
+
+def test_the_l2_term_is_in_the_loss_header_and_explained_on_its_lines():
+    source = (GALLERY / "spiral" / "numpy_backprop.py").read_text()
+    # the header states the whole loss, as loss_fn's docstring does
+    assert (
+        "# Grad of: L = mean(logsumexp(scores) − scores[n, yₙ]) + 0.001·Σ p² over the weights"
+        in source
+    )
+    assert (
+        '"""L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over the weights"""'
+        in source
+    )
+    # the + 0.002·W of a weight's line says where it comes from
+    assert (
+        "    # the L2 term 0.001·Σ scores.weight² of L adds its gradient 0.002 · scores.weight\n"
+        "    # ∂L/∂scores.weight = (∂L/∂scores)ᵀ @ act + 0.002 · scores.weight    (3, 100)\n"
+        '    grads["scores.weight"] = d_scores.T @ act + 0.002 * params["scores.weight"]\n'
+    ) in source
+
+
+def test_a_broadcast_is_shown_as_the_code_writes_it():
+    """(N, 3) ⊙ (N,) would not broadcast: the math shows the column, [:, None]."""
+    source = (GALLERY / "spiral_dropout" / "numpy_backprop.py").read_text()
+    assert (
+        "# ∂L/∂scores = (softmax(scores) − onehot(y)) ⊙ (w[y]/Σ w[y])[:, None]    (N, 3)"
+        in source
+    )
+    page = (GALLERY / "spiral_dropout" / "README.md").read_text()
+    assert (
+        "| `a[:, None]` | the (N,) vector a as an (N, 1) column, so that it multiplies every "
+        "column of an (N, k) tensor (broadcast) | `a[:, None]` | `a[:, None]` |"
+    ) in page
+    # the column slice's row is not listed for it
+    assert "| `a[:, i:j]` |" not in page

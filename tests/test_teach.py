@@ -138,7 +138,7 @@ def test_latex_printer():
     prog = build(SPEC["spiral_dropout"])
     assert latex_text(prog.backward[0].expr) == (
         r"\left(\operatorname{softmax}(\mathrm{scores}) - \operatorname{onehot}(y)\right)"
-        r" \odot \frac{w[y]}{\sum w[y]}"
+        r" \odot \frac{w[y]}{\sum w[y]}[:, None]"
     )
 
 
@@ -678,7 +678,7 @@ def test_teaching_files_are_ruff_clean(taught):
     assert len(files) == len(SPECS) * 9  # the four files of a plain compile, and five
     root = next(iter(taught.values())).parent
     check = subprocess.run(
-        [ruff_bin(), "check", "--isolated", "--extend-select", "F,E9", "--output-format",
+        [ruff_bin(), "check", "--isolated", "--extend-select", "F,E9,ARG", "--output-format",
          "concise", "--no-cache", str(root)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -380,13 +380,21 @@ def train(params, buffers, data, epochs=EPOCHS, seed=SEED, quiet=False):
             optimizer_step(params, grads, state)
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = sum(losses[first:]) / (len(losses) - first)
-            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
+            # the last line says which loss it is: the report after it is another
+            when = (
+                "  (the mean over this epoch's batches, each before its update)"
+                if epoch == epochs
+                else ""
+            )
+            print(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
+            )
     return losses
 
 
 def report(params, buffers, data):
     """After training, in evaluation mode: the loss and accuracy of every part of the data."""
-    print("after training, in evaluation mode:")
+    print("after the last update, in evaluation mode:")
     for part, (x, y) in data.items():
         out, _ = forward(params, buffers, x)
         line = f"{part:<5}  loss {float(loss_fn(out, y)):.6f}"

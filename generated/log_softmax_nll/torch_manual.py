@@ -102,7 +102,7 @@ def backward(params, cache, y):
     x, hidden, act, logp = cache["x"], cache["hidden"], cache["act"], cache["logp"]
     grads = {}
     # Grad of: L = Σ (w[y] ⊙ −logp[n, yₙ])/Σ w[y]
-    # ∂L/∂logp = −onehot(y) ⊙ (w[y]/Σ w[y])    (N, 3)
+    # ∂L/∂logp = −onehot(y) ⊙ (w[y]/Σ w[y])[:, None]    (N, 3)
     d_logp = (
         -F.one_hot(y, 3).to(DTYPE) * (CLASS_WEIGHT[y] / CLASS_WEIGHT[y].sum())[:, None]
     )
@@ -175,13 +175,17 @@ def train(params, data, epochs=EPOCHS, quiet=False):
         optimizer_step(params, grads, state)
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
-            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
+            # the last line says which loss it is: the report after it is another
+            when = "  (before the last update)" if epoch == epochs else ""
+            print(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
+            )
     return losses
 
 
 def report(params, data):
     """After training, in evaluation mode: the loss and accuracy of every part of the data."""
-    print("after training, in evaluation mode:")
+    print("after the last update, in evaluation mode:")
     for part, (x, y) in data.items():
         out, _ = forward(params, x)
         line = f"{part:<5}  loss {float(loss_fn(out, y)):.6f}"

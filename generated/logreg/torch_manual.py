@@ -88,12 +88,14 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, logits = cache["x"], cache["logits"]
     grads = {}
-    # Grad of: L = mean(logsumexp(logits) − logits[n, yₙ])
+    # Grad of: L = mean(logsumexp(logits) − logits[n, yₙ]) + 0.001·Σ p² over all parameters
     # ∂L/∂logits = (softmax(logits) − onehot(y))/N    (N, 10)
     d_logits = (torch.softmax(logits, dim=1) - F.one_hot(y, 10).to(DTYPE)) / len(logits)
     # Grad of: logits = x @ logits.weightᵀ + logits.bias
+    # the L2 term 0.001·Σ logits.weight² of L adds its gradient 0.002 · logits.weight
     # ∂L/∂logits.weight = (∂L/∂logits)ᵀ @ x + 0.002 · logits.weight    (10, 20)
     grads["logits.weight"] = d_logits.T @ x + 0.002 * params["logits.weight"]
+    # the L2 term 0.001·Σ logits.bias² of L adds its gradient 0.002 · logits.bias
     # ∂L/∂logits.bias = Σₙ (∂L/∂logits) + 0.002 · logits.bias    (10,)
     grads["logits.bias"] = d_logits.sum(dim=0) + 0.002 * params["logits.bias"]
     return grads, {"logits": d_logits}
@@ -134,13 +136,21 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
             optimizer_step(params, grads)
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = sum(losses[first:]) / (len(losses) - first)
-            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
+            # the last line says which loss it is: the report after it is another
+            when = (
+                "  (the mean over this epoch's batches, each before its update)"
+                if epoch == epochs
+                else ""
+            )
+            print(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
+            )
     return losses
 
 
 def report(params, data):
     """After training, in evaluation mode: the loss and accuracy of every part of the data."""
-    print("after training, in evaluation mode:")
+    print("after the last update, in evaluation mode:")
     for part, (x, y) in data.items():
         out, _ = forward(params, x)
         line = f"{part:<5}  loss {float(loss_fn(out, y, params)):.6f}"

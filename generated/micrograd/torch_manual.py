@@ -113,12 +113,14 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, r1, r2, score = cache["x"], cache["r1"], cache["r2"], cache["score"]
     grads = {}
-    # Grad of: L = mean(max(1 − y ⊙ score, 0))
+    # Grad of: L = mean(max(1 − y ⊙ score, 0)) + 0.0001·Σ p² over all parameters
     # ∂L/∂score = −y ⊙ [1 − y ⊙ score > 0]/N    (N, 1)
     d_score = -y * ((1 - y * score) > 0) / len(score)
     # Grad of: score = r2 @ score.weightᵀ + score.bias
+    # the L2 term 0.0001·Σ score.weight² of L adds its gradient 0.0002 · score.weight
     # ∂L/∂score.weight = (∂L/∂score)ᵀ @ r2 + 0.0002 · score.weight    (1, 16)
     grads["score.weight"] = d_score.T @ r2 + 0.0002 * params["score.weight"]
+    # the L2 term 0.0001·Σ score.bias² of L adds its gradient 0.0002 · score.bias
     # ∂L/∂score.bias = Σₙ (∂L/∂score) + 0.0002 · score.bias    (1,)
     grads["score.bias"] = d_score.sum(dim=0) + 0.0002 * params["score.bias"]
     # ∂L/∂r2 = ∂L/∂score @ score.weight    (N, 16)
@@ -127,8 +129,10 @@ def backward(params, cache, y):
     # ∂L/∂l2 = ∂L/∂r2 ⊙ [r2 > 0]    (N, 16)
     d_l2 = d_r2 * (r2 > 0)
     # Grad of: l2 = r1 @ l2.weightᵀ + l2.bias
+    # the L2 term 0.0001·Σ l2.weight² of L adds its gradient 0.0002 · l2.weight
     # ∂L/∂l2.weight = (∂L/∂l2)ᵀ @ r1 + 0.0002 · l2.weight    (16, 16)
     grads["l2.weight"] = d_l2.T @ r1 + 0.0002 * params["l2.weight"]
+    # the L2 term 0.0001·Σ l2.bias² of L adds its gradient 0.0002 · l2.bias
     # ∂L/∂l2.bias = Σₙ (∂L/∂l2) + 0.0002 · l2.bias    (16,)
     grads["l2.bias"] = d_l2.sum(dim=0) + 0.0002 * params["l2.bias"]
     # ∂L/∂r1 = ∂L/∂l2 @ l2.weight    (N, 16)
@@ -137,8 +141,10 @@ def backward(params, cache, y):
     # ∂L/∂l1 = ∂L/∂r1 ⊙ [r1 > 0]    (N, 16)
     d_l1 = d_r1 * (r1 > 0)
     # Grad of: l1 = x @ l1.weightᵀ + l1.bias
+    # the L2 term 0.0001·Σ l1.weight² of L adds its gradient 0.0002 · l1.weight
     # ∂L/∂l1.weight = (∂L/∂l1)ᵀ @ x + 0.0002 · l1.weight    (16, 2)
     grads["l1.weight"] = d_l1.T @ x + 0.0002 * params["l1.weight"]
+    # the L2 term 0.0001·Σ l1.bias² of L adds its gradient 0.0002 · l1.bias
     # ∂L/∂l1.bias = Σₙ (∂L/∂l1) + 0.0002 · l1.bias    (16,)
     grads["l1.bias"] = d_l1.sum(dim=0) + 0.0002 * params["l1.bias"]
     return grads, {"score": d_score, "r2": d_r2, "l2": d_l2, "r1": d_r1, "l1": d_l1}
@@ -195,13 +201,17 @@ def train(params, data, epochs=EPOCHS, quiet=False):
         lr = scheduled_lr(lr, epoch)  # after every epoch, as scheduler.step()
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
-            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
+            # the last line says which loss it is: the report after it is another
+            when = "  (before the last update)" if epoch == epochs else ""
+            print(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
+            )
     return losses, lrs
 
 
 def report(params, data):
     """After training, in evaluation mode: the loss and accuracy of every part of the data."""
-    print("after training, in evaluation mode:")
+    print("after the last update, in evaluation mode:")
     for part, (x, y) in data.items():
         out, _ = forward(params, x)
         line = f"{part:<5}  loss {float(loss_fn(out, y, params)):.6f}"

@@ -114,10 +114,11 @@ def backward(params, cache, y):
     # the values the forward pass saved for this backward pass
     x, act, scores = cache["x"], cache["act"], cache["scores"]
     grads = {}
-    # Grad of: L = mean(logsumexp(scores) − scores[n, yₙ])
+    # Grad of: L = mean(logsumexp(scores) − scores[n, yₙ]) + 0.001·Σ p² over the weights
     # ∂L/∂scores = (softmax(scores) − onehot(y))/N    (N, 3)
     d_scores = (softmax(scores) - np.eye(3, dtype=DTYPE)[y]) / len(scores)
     # Grad of: scores = act @ scores.weightᵀ + scores.bias
+    # the L2 term 0.001·Σ scores.weight² of L adds its gradient 0.002 · scores.weight
     # ∂L/∂scores.weight = (∂L/∂scores)ᵀ @ act + 0.002 · scores.weight    (3, 100)
     grads["scores.weight"] = d_scores.T @ act + 0.002 * params["scores.weight"]
     # ∂L/∂scores.bias = Σₙ (∂L/∂scores)    (3,)
@@ -128,6 +129,7 @@ def backward(params, cache, y):
     # ∂L/∂hidden = ∂L/∂act ⊙ [act > 0]    (N, 100)
     d_hidden = d_act * (act > 0)
     # Grad of: hidden = x @ hidden.weightᵀ + hidden.bias
+    # the L2 term 0.001·Σ hidden.weight² of L adds its gradient 0.002 · hidden.weight
     # ∂L/∂hidden.weight = (∂L/∂hidden)ᵀ @ x + 0.002 · hidden.weight    (100, 2)
     grads["hidden.weight"] = d_hidden.T @ x + 0.002 * params["hidden.weight"]
     # ∂L/∂hidden.bias = Σₙ (∂L/∂hidden)    (100,)
@@ -171,13 +173,17 @@ def train(params, data, epochs=EPOCHS, quiet=False):
         optimizer_step(params, grads, state)
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
-            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
+            # the last line says which loss it is: the report after it is another
+            when = "  (before the last update)" if epoch == epochs else ""
+            print(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
+            )
     return losses
 
 
 def report(params, data):
     """After training, in evaluation mode: the loss and accuracy of every part of the data."""
-    print("after training, in evaluation mode:")
+    print("after the last update, in evaluation mode:")
     for part, (x, y) in data.items():
         out, _ = forward(params, x)
         line = f"{part:<5}  loss {float(loss_fn(out, y, params)):.6f}"

@@ -234,13 +234,17 @@ def train(params, data, epochs=EPOCHS, quiet=False):
         optimizer_step(params, grads, state)
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = losses[-1]
-            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}")
+            # the last line says which loss it is: the report after it is another
+            when = "  (before the last update)" if epoch == epochs else ""
+            print(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
+            )
     return losses
 
 
 def report(params, data):
     """After training, in evaluation mode: the loss and accuracy of every part of the data."""
-    print("after training, in evaluation mode:")
+    print("after the last update, in evaluation mode:")
     for part, (x, y) in data.items():
         out, _ = forward(params, x)
         line = f"{part:<5}  loss {float(loss_fn(out, y)):.6f}"
