@@ -108,12 +108,19 @@ def render(
     if plot:
         from . import results as res
 
-        results = res.train(prog, texts["numpy_backprop.py"], data_file)
-        if draw:
-            from .crosstest import loss_figure
+        cache = _PlotCache(texts, data_file, draw)
+        hit = cache.get()
+        if hit is not None:
+            results, figures = hit
+            files.update(figures)
+        else:
+            results = res.train(prog, texts["numpy_backprop.py"], data_file)
+            if draw:
+                from .crosstest import loss_figure
 
-            files.update(res.figures(results))
-            files["loss.png"] = loss_figure(prog, files)
+                files.update(res.figures(results))
+                files["loss.png"] = loss_figure(prog, files)
+            cache.put(results, {k: v for k, v in files.items() if k.endswith(".png")})
     if teaching.ladder:  # the learning page shows the rungs as formatted
         ctx["ladder_steps"] = teach.ladder_steps(files)
     files["README.md"] = env.get_template("README.md.j2").render(
@@ -128,6 +135,52 @@ def render(
 
         files[teach.NOTEBOOK] = notebook(prog, files, ctx)
     return files
+
+
+class _PlotCache:
+    """What ``--plot`` trained and drew, kept for the next compile of the same
+    implementations, when the environment variable MLPGEN_PLOT_CACHE names a
+    folder (regenerating the gallery after a change to comments or pages, which
+    retrains nothing). The key is the three implementations' syntax trees
+    (comments do not count), the data file, and the code of mlpgen that trains
+    and draws; off by default, so that nothing is kept unasked."""
+
+    def __init__(self, texts: dict, data_file, draw: bool):
+        import hashlib
+
+        from . import crosstest, report, results
+
+        self.folder = os.environ.get("MLPGEN_PLOT_CACHE")
+        h = hashlib.sha256(f"{draw}".encode())
+        for name in CODE[:3]:
+            h.update(ast.dump(ast.parse(texts[name])).encode())
+        if data_file is not None:
+            h.update(data_file.content)
+        for module in (results, report, crosstest):
+            h.update(Path(module.__file__ or "").read_bytes())
+        self.key = h.hexdigest()
+
+    def _path(self) -> Path | None:
+        return Path(self.folder, f"{self.key}.pickle") if self.folder else None
+
+    def get(self):
+        import pickle
+
+        path = self._path()
+        if path is None or not path.is_file():
+            return None
+        try:
+            return pickle.loads(path.read_bytes())  # written by put() below
+        except Exception:  # noqa: BLE001 (a damaged entry is retrained)
+            return None
+
+    def put(self, results, figures: dict) -> None:
+        import pickle
+
+        path = self._path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps((results, figures)))
 
 
 def output_folder(root: Path | str, name: str) -> Path:

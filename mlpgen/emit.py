@@ -632,6 +632,7 @@ def context(prog: Program) -> dict:
         "data_seeded": d.kind not in ("inline", "file") or d.split is not None,
         "signatures": _signatures(prog),
         "step0_tensors": list(prog.tensors),
+        "layer_inputs": [(layer.name, list(layer.inputs)) for layer in net.layers],
         "step0_grads": [name for name, _ in prog.tensor_grads],
         "output": prog.output,
         "l2": bool(l2),

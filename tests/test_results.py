@@ -79,3 +79,40 @@ def test_planned_figures_match_what_is_drawn(name):
 def test_regression_plans_no_boundary():
     prog = build(ROOT / "specs" / "regression.yaml")  # 1000 inputs, 10 outputs
     assert results.planned_figures(prog) == ["loss.png", "curves.png"]
+
+
+@pytest.mark.slow
+def test_the_plot_cache_reuses_a_training_only_when_the_code_is_the_same(
+    tmp_path, monkeypatch
+):
+    """MLPGEN_PLOT_CACHE (opt-in): a second compile --plot of the same
+    implementations trains nothing and writes the same bytes; a change of
+    comments keeps the entry, a change of code does not."""
+    from mlpgen import compiler
+    from mlpgen import results as res
+
+    monkeypatch.setenv("MLPGEN_PLOT_CACHE", str(tmp_path / "cache"))
+    prog = compiler.build(ROOT / "specs" / "xor.yaml")
+    first = compiler.render(prog, plot=True)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(res, "train", no_training)
+    assert compiler.render(prog, plot=True) == first
+    texts = {n: first[n] for n in compiler.CODE[:3]}
+    commented = {
+        **texts,
+        "numpy_backprop.py": "# a note\n" + texts["numpy_backprop.py"],
+    }
+    changed = {
+        **texts,
+        "numpy_backprop.py": texts["numpy_backprop.py"].replace("LR = 0.6", "LR = 0.5"),
+    }
+    assert "LR = 0.6" in texts["numpy_backprop.py"]
+    key = compiler._PlotCache(texts, None, True).key
+    assert compiler._PlotCache(commented, None, True).key == key
+    assert compiler._PlotCache(changed, None, True).key != key
+    monkeypatch.delenv("MLPGEN_PLOT_CACHE")
+    assert compiler._PlotCache(texts, None, True).get() is None  # off unless asked
