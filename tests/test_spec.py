@@ -1084,7 +1084,7 @@ CASES = {
             (
                 "model.layers[0].type: unknown layer type 3 (expected one of: linear, identity, "
                 "sigmoid, tanh, relu, leaky_relu, elu, gelu, silu, softplus, softmax, "
-                "log_softmax, dropout, add, concat, activation)"
+                "log_softmax, dropout, add, concat, activation, batchnorm, layernorm, embedding)"
             )
         ],
     ),
