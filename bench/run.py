@@ -1,6 +1,6 @@
 """How fast is the code mlpgen generates, and how fast is mlpgen itself?
 
-    python bench/run.py [--repeats N] [--skip-compile]
+    python bench/run.py [--repeats N] [--skip-compile] [--only CASE]
 
 One process, one run. The networks are compiled into a scratch folder and the
 generated files imported with importlib; only ``train(...)`` is timed (quiet),
@@ -493,6 +493,103 @@ def bench_compile(specs: Path, out: Path, repeats: int) -> list:
     ]
 
 
+# -------------------------------------------------------------- crosstest
+
+
+def timed_process(cmd: list[str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of a fresh process; SystemExit when it fails
+    with a status other than crosstest's 0 (agree) or 1 (disagree)."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return seconds, done.stdout
+
+
+def bench_crosstest(out: Path, repeats: int) -> list:
+    """What ``mlpgen crosstest`` costs, against the plain runs it is made of.
+
+    Per spec, in interleaved rounds: a fresh ``python -m mlpgen crosstest``;
+    the three generated programs run one after the other as crosstest runs
+    them (``--quiet --dump``, each a fresh process), which is the bulk of
+    crosstest's work without compiling, comparing or the rounding spread; and
+    a fresh ``python -m mlpgen compile``. Apart, in this process, the rounding
+    spread alone (``crosstest.rounding_spread``: PERTURBED_RUNS + 1 runs of
+    numpy_backprop), which crosstest measures only when losses or final/
+    exceed the contract's fixed tolerance.
+    """
+    from mlpgen import crosstest
+
+    targets = []
+    print(
+        "\nmlpgen crosstest: wall time of fresh processes (median, min); "
+        "ratios are medians of the rounds' ratios"
+    )
+    for name, what in (
+        ("xor", "2-5-1 sigmoid, 5000 SGD steps, float64"),
+        ("polynomial", "Linear(3, 1) on (x, x², x³), 2000 RMSprop steps, float64"),
+    ):
+        spec = ROOT / "specs" / f"{name}.yaml"
+        folder = compile_spec(spec, out)
+        dumps = Path(out, f"{name}-dumps")
+        dumps.mkdir(exist_ok=True)
+        check = [sys.executable, "-m", "mlpgen", "crosstest", str(spec)]
+        compile_cmd = [sys.executable, "-m", "mlpgen", "compile", str(spec)]
+        compile_cmd += ["-o", str(Path(out, f"{name}-compiled"))]
+        runs = [
+            [sys.executable, str(folder / f"{impl}.py"), "--quiet"]
+            + ["--dump", str(dumps / f"{impl}.npz")]
+            for impl in crosstest.IMPLEMENTATIONS
+        ]
+        times: dict[str, list[float]] = {"crosstest": [], "three": [], "compile": []}
+        said = ""
+        timed_process(check)  # warm-up: the OS's file cache, Python's bytecode
+        for _ in range(repeats):
+            seconds, said = timed_process(check)
+            times["crosstest"].append(seconds)
+            times["three"].append(sum(timed_process(cmd)[0] for cmd in runs))
+            times["compile"].append(timed_process(compile_cmd)[0])
+        if not said.rstrip().endswith("agree"):
+            raise SystemExit(f"crosstest {name}: the implementations disagree\n{said}")
+        spread_used = "rounding spread ×" in said
+        spread = []
+        for _ in range(max(1, repeats // 2)):
+            start = time.perf_counter()
+            crosstest.rounding_spread(folder, dumps)
+            spread.append(time.perf_counter() - start)
+        over_three = ratio(times, "crosstest", "three")
+        base = statistics.median(
+            c + t for c, t in zip(times["compile"], times["three"])
+        )
+        print(f"  specs/{name}.yaml: {what}")
+        print(
+            f"    crosstest                                   {fmt(times['crosstest'])}"
+        )
+        print(f"    the three programs, one after the other     {fmt(times['three'])}")
+        print(
+            f"    compile                                     {fmt(times['compile'])}"
+        )
+        print(
+            f"    rounding spread ({crosstest.PERTURBED_RUNS + 1} numpy_backprop runs, "
+            f"in-process)  {fmt(spread)}"
+            + ("" if spread_used else "  (not needed here: crosstest skips it)")
+        )
+        print(
+            f"    crosstest / the three programs: {over_three:.2f}×; "
+            f"/ (compile + the three): {statistics.median(times['crosstest']) / base:.2f}×; "
+            f"rule for losses/final: {'rounding spread' if spread_used else 'fixed tolerance'}"
+        )
+        targets.append(
+            (
+                f"crosstest {name} ≤ 2× the three programs' plain runs",
+                over_three <= 2,
+                f"{over_three:.2f}×",
+            )
+        )
+    return targets
+
+
 def load() -> str:
     """The 1, 5 and 15-minute load averages: other work on the machine skews timings."""
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -512,13 +609,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("xor", "regression", "wide", "compile"),
+        choices=("xor", "regression", "wide", "compile", "crosstest"),
         action="append",
         help="run this case only (may be repeated; default: all)",
     )
     args = ap.parse_args(argv)
     rep = args.repeats
-    cases = set(args.only or ("xor", "regression", "wide", "compile"))
+    cases = set(args.only or ("xor", "regression", "wide", "compile", "crosstest"))
     if args.skip_compile:
         cases.discard("compile")
 
@@ -536,6 +633,8 @@ def main(argv=None) -> int:
             targets += bench_wide(specs, out, max(3, rep // 2))
         if "compile" in cases:
             targets += bench_compile(specs, out, rep)
+        if "crosstest" in cases:
+            targets += bench_crosstest(out, max(3, rep // 2))
         # Last, as it changes malloc for the rest of the process: how much of
         # the wide network's time beyond the matmuls is page faults.
         if "wide" in cases and keep_freed_memory():

@@ -153,6 +153,62 @@ SYMBOLS: tuple[Symbol, ...] = (
         r"\[:, None\]",
     ),
     Symbol(
+        "μ, σ²",
+        "batchnorm and layernorm: the mean and the biased variance (÷ N or ÷ F), of each feature over the batch (batchnorm) or of each row over its features (layernorm)",
+        "bn1_mean, bn1_var",
+        "bn1_mean, bn1_var",
+        r"μ|σ²",
+    ),
+    Symbol(
+        "x̃, x̂, istd",
+        "the centred input x − μ, the normalised input (x − μ)/√(σ² + ε), and 1/√(σ² + ε)",
+        "bn1_xc, bn1_xhat, bn1_istd",
+        "bn1_xc, bn1_xhat, bn1_istd",
+        r"x̃|x̂|\bistd\b",
+    ),
+    Symbol(
+        "γ, β",
+        "a normalisation layer's scale and shift per feature: its weight and bias",
+        'params["bn1.weight"], params["bn1.bias"]',
+        'params["bn1.weight"], params["bn1.bias"]',
+        r"γ|β(?![₁₂])",
+    ),
+    Symbol(
+        "Σg, Σgx̂",
+        "batchnorm's two batch sums Σₙ g and Σₙ g ⊙ x̂: ∂L/∂β and ∂L/∂γ, which ∂L/∂x reuses",
+        "bn1_sum_g, bn1_sum_g_xhat",
+        "bn1_sum_g, bn1_sum_g_xhat",
+        r"Σg",
+    ),
+    Symbol(
+        "ĝ, Σĝ, Σĝx̂",
+        "layernorm: ∂L/∂x̂ = g ⊙ γ, and its two sums over each row",
+        "ln1_dxhat, ln1_sum_dxhat, ln1_sum_dxhat_xhat",
+        "ln1_dxhat, ln1_sum_dxhat, ln1_sum_dxhat_xhat",
+        r"ĝ",
+    ),
+    Symbol(
+        "a ← b",
+        "in training mode, a buffer (a running statistic) is replaced by b",
+        'buffers["bn1.running_mean"] = b',
+        'buffers["bn1.running_mean"] = b',
+        r"←",
+    ),
+    Symbol(
+        "C[x].view(N, −1)",
+        "an embedding: row x[n, t] of the table C for every token index, the T rows of a sample side by side",
+        "C[x].reshape(len(x), -1)",
+        "C[x].view(len(x), -1)",
+        r"\.view\(",
+    ),
+    Symbol(
+        "Σₙₜ [xₙₜ = v]·gₙₜ",
+        "its gradient, a scatter-add: row v of ∂L/∂C adds up the gradient slices of every token equal to v",
+        "embedding_grad(x, g, vocab) (np.add.at)",
+        "torch.zeros(vocab, dim).index_add_(0, x, g)",
+        r"Σₙₜ",
+    ),
+    Symbol(
         "exp, log, tanh, erf",
         "applied element by element (log(1 + a) as log1p, exact near 0)",
         "np.exp(a), np.log1p(a), …",
@@ -252,6 +308,8 @@ class Constant:
 
 
 # the optimizer's constants: the symbol of the update formulas, what it is
+NORMS = ("batchnorm", "layernorm")
+
 OPTIMIZER_SYMBOLS = {
     "LR": ("lr", "the learning rate"),
     "MOMENTUM": ("μ", "the momentum factor"),
@@ -292,6 +350,25 @@ def constants(prog, optimizer_constants) -> list[Constant]:
         )
     for sym, code, why in LOSSES[spec.loss.type].constants:
         out.append(Constant(sym.math, f"in the loss's gradient: {why}", sym.code, code))
+    seen = set()
+    for layer in net.layers:  # the normalisation layers' ε and momentum m
+        keys = layer.keys
+        for symbol, key, what in (
+            ("ε", "eps", "added to σ² before the square root"),
+            ("m", "momentum", "the running statistics' momentum"),
+        ):
+            number = getattr(keys, key, None) if layer.op.name in NORMS else None
+            if number is None or (symbol, number) in seen:
+                continue
+            seen.add((symbol, number))
+            out.append(
+                Constant(
+                    symbol,
+                    f"{what} ({layer.op.name} {key})",
+                    repr(number),
+                    repr(number),
+                )
+            )
     for name, number in optimizer_constants:
         symbol, meaning = OPTIMIZER_SYMBOLS.get(name, (name.lower(), name.lower()))
         where = "in the update"

@@ -978,9 +978,15 @@ def _batchnorm_forward(c: Ctx) -> Expr:
 
 
 def _norm_param_grads(c: Ctx, over: str) -> dict:
+    """∂L/∂γ = Σₙ g ⊙ x̂ and ∂L/∂β = Σₙ g: batchnorm names the two sums, which
+    its ∂L/∂x reuses; layernorm's ∂L/∂x sums along rows instead, so its
+    parameter gradients are plain lines."""
     if "weight" not in c.p:
         return {}
-    return {"weight": _sum_g_xhat(c, over), "bias": _sum_g(c, over)}
+    if over == "batch":
+        return {"weight": _sum_g_xhat(c, over), "bias": _sum_g(c, over)}
+    xhat = c.local("xhat", f"{c.layer}.x̂")
+    return {"weight": call("sum0", c.g * xhat), "bias": call("sum0", c.g)}
 
 
 def _sum_g(c: Ctx, over: str) -> Sym:

@@ -543,19 +543,13 @@ def _forward_values(prog: Program) -> dict[str, tuple[str, str]]:
                 VALUE_FILL,
             )
     # the other intermediates a rule reads (batchnorm's x̂ and 1/√(σ² + ε), …),
-    # each with what it is in words
+    # by name and shape (the page's notation says what they are)
     for line in prog.forward:
         code = line.target.code
         if line.kind != "intermediate" or line.mode == "eval" or code in values:
             continue
-        name = math_text(line.target)
-        notes = [c[len(name) + 2 :] for c in line.comments if c.startswith(name + ": ")]
         values[code] = (
-            label(
-                bold(name),
-                escape(line.shape),
-                *(wrapped(notes[0], MUTED) if notes else []),
-            ),
+            label(bold(math_text(line.target)), escape(line.shape)),
             VALUE_FILL,
         )
     for pi in prog.params:

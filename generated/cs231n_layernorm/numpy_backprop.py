@@ -204,16 +204,10 @@ def backward(params, cache, y):
     # ∂L/∂ln2 = ∂L/∂relu2 ⊙ [relu2 > 0]    (N, 100)
     d_ln2 = d_relu2 * (relu2 > 0)
     # Grad of: ln2 = ln2.x̂ ⊙ ln2.weight + ln2.bias
-    # ln2.Σgx̂: ∂L/∂γ, and the gradient that reaches x through σ²
-    # ln2.Σgx̂ = Σₙ (∂L/∂ln2 ⊙ ln2.x̂)    (100,)
-    ln2_sum_g_xhat = (d_ln2 * ln2_xhat).sum(axis=0)
-    # ln2.Σg: ∂L/∂β, and the gradient that reaches x through μ
-    # ln2.Σg = Σₙ (∂L/∂ln2)    (100,)
-    ln2_sum_g = d_ln2.sum(axis=0)
-    # ∂L/∂ln2.weight = ln2.Σgx̂    (100,)
-    grads["ln2.weight"] = ln2_sum_g_xhat
-    # ∂L/∂ln2.bias = ln2.Σg    (100,)
-    grads["ln2.bias"] = ln2_sum_g
+    # ∂L/∂ln2.weight = Σₙ (∂L/∂ln2 ⊙ ln2.x̂)    (100,)
+    grads["ln2.weight"] = (d_ln2 * ln2_xhat).sum(axis=0)
+    # ∂L/∂ln2.bias = Σₙ (∂L/∂ln2)    (100,)
+    grads["ln2.bias"] = d_ln2.sum(axis=0)
     # ln2.ĝ: ∂L/∂x̂, the gradient at the normalised input
     # ln2.ĝ = ∂L/∂ln2 ⊙ ln2.weight    (N, 100)
     ln2_dxhat = d_ln2 * params["ln2.weight"]
@@ -240,16 +234,10 @@ def backward(params, cache, y):
     # ∂L/∂ln1 = ∂L/∂relu1 ⊙ [relu1 > 0]    (N, 100)
     d_ln1 = d_relu1 * (relu1 > 0)
     # Grad of: ln1 = ln1.x̂ ⊙ ln1.weight + ln1.bias
-    # ln1.Σgx̂: ∂L/∂γ, and the gradient that reaches x through σ²
-    # ln1.Σgx̂ = Σₙ (∂L/∂ln1 ⊙ ln1.x̂)    (100,)
-    ln1_sum_g_xhat = (d_ln1 * ln1_xhat).sum(axis=0)
-    # ln1.Σg: ∂L/∂β, and the gradient that reaches x through μ
-    # ln1.Σg = Σₙ (∂L/∂ln1)    (100,)
-    ln1_sum_g = d_ln1.sum(axis=0)
-    # ∂L/∂ln1.weight = ln1.Σgx̂    (100,)
-    grads["ln1.weight"] = ln1_sum_g_xhat
-    # ∂L/∂ln1.bias = ln1.Σg    (100,)
-    grads["ln1.bias"] = ln1_sum_g
+    # ∂L/∂ln1.weight = Σₙ (∂L/∂ln1 ⊙ ln1.x̂)    (100,)
+    grads["ln1.weight"] = (d_ln1 * ln1_xhat).sum(axis=0)
+    # ∂L/∂ln1.bias = Σₙ (∂L/∂ln1)    (100,)
+    grads["ln1.bias"] = d_ln1.sum(axis=0)
     # ln1.ĝ: ∂L/∂x̂, the gradient at the normalised input
     # ln1.ĝ = ∂L/∂ln1 ⊙ ln1.weight    (N, 100)
     ln1_dxhat = d_ln1 * params["ln1.weight"]
