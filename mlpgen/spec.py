@@ -171,7 +171,7 @@ GENERATED_NAMES = {
     "momentum_buffer", "bias_correction1", "bias_correction2", "step_size",
     "bias_correction2_sqrt", "shuffle_rng", "dropout_rng", "buffers", "training",
     "tensors", "tensor_grads", "keep", "hook", "module", "inputs", "output",
-    "xs", "total", "epoch_loss",
+    "xs", "total", "epoch_loss", "embedding_grad",
     "lr", "lrs", "t", "scheduler", "rows", "total_norm", "clip_coef", "value",
     "history", "best", "best_epoch", "stale", "best_params", "best_buffers",
     "best_state",
