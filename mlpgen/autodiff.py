@@ -183,11 +183,8 @@ class Program:
 def shape_str(features: int | tuple, batch: bool = True) -> str:
     if batch:
         return f"(N, {features})"
-    return (
-        "("
-        + ", ".join(str(s) for s in features)
-        + (",)" if len(features) == 1 else ")")
-    )
+    sizes = features if isinstance(features, tuple) else (features,)
+    return "(" + ", ".join(str(s) for s in sizes) + (",)" if len(sizes) == 1 else ")")
 
 
 def _comment(target: Sym, expr: Expr, shape: str) -> str:
@@ -299,7 +296,7 @@ def _modes(train: list[Line], evaluate: list[Line]) -> list[Line]:
         for line in t_mid
         if line.kind == "intermediate" and line.target not in defined
     ] + e_mid
-    mark = lambda lines, mode: [  # noqa: E731
+    mark = lambda lines, mode: [
         Line(ln.target, ln.expr, ln.comments, ln.kind, ln.layer, ln.shape, mode)
         for ln in lines
     ]
@@ -505,8 +502,10 @@ def _param_grad_lines(param_info: dict[str, ParamInfo], l2: tuple[ParamInfo, ...
             term = coef2 * param(state_name)
             e = e + term
             notes = (
-                f"the L2 term {coef2 / 2:g}·Σ {state_name}² of L adds its "
-                f"gradient {math_text(term)}",
+                (
+                    f"the L2 term {coef2 / 2:g}·Σ {state_name}² of L adds its "
+                    f"gradient {math_text(term)}"
+                ),
             )
         pshape = shape_str(pinfo.param.shape, batch=False)
         target = param_grad(state_name)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import math
 from functools import lru_cache
+from typing import Any
 
 import sympy
 
@@ -88,26 +89,26 @@ def _function(name, ir, slope=None, number=None):
 
 
 # Derivative-only functions: they appear in derivatives, never in what a user writes.
-Sign = _function("sign", "sign")
+Sign: Any = _function("sign", "sign")
 # softplus′: σ(u), and exactly 1 above torch's threshold 20, where softplus(u) = u
 # (printed by to_ir as a where, so it has no IR function of its own)
-SoftplusSlope = _function("softplus_slope", "")
+SoftplusSlope: Any = _function("softplus_slope", "")
 
-Exp = _function("exp", "exp", lambda u: Exp(u), math.exp)
-Log = _function("log", "log", lambda u: 1 / u, math.log)
-Sqrt = _function("sqrt", "sqrt", lambda u: 1 / (2 * Sqrt(u)), math.sqrt)
-Tanh = _function("tanh", "tanh", lambda u: 1 - Tanh(u) ** 2, math.tanh)
-Sigmoid = _function(
+Exp: Any = _function("exp", "exp", lambda u: Exp(u), math.exp)
+Log: Any = _function("log", "log", lambda u: 1 / u, math.log)
+Sqrt: Any = _function("sqrt", "sqrt", lambda u: 1 / (2 * Sqrt(u)), math.sqrt)
+Tanh: Any = _function("tanh", "tanh", lambda u: 1 - Tanh(u) ** 2, math.tanh)
+Sigmoid: Any = _function(
     "sigmoid", "sigmoid", lambda u: Sigmoid(u) * (1 - Sigmoid(u)), _sigmoid_number
 )
-Softplus = _function("softplus", "softplus", SoftplusSlope, _softplus_number)
+Softplus: Any = _function("softplus", "softplus", SoftplusSlope, _softplus_number)
 # erf′(u) = 2/√π · exp(−u²)
-Erf = _function(
+Erf: Any = _function(
     "erf", "erf", lambda u: sympy.Float(2 / math.sqrt(math.pi)) * Exp(-(u**2)), math.erf
 )
-Sin = _function("sin", "sin", lambda u: Cos(u), math.sin)
-Cos = _function("cos", "cos", lambda u: -Sin(u), math.cos)
-Abs = _function("abs", "abs", Sign, abs)
+Sin: Any = _function("sin", "sin", lambda u: Cos(u), math.sin)
+Cos: Any = _function("cos", "cos", lambda u: -Sin(u), math.cos)
+Abs: Any = _function("abs", "abs", Sign, abs)
 
 FUNCTIONS = {
     f.__name__: f for f in (Exp, Log, Sqrt, Tanh, Sigmoid, Softplus, Erf, Sin, Cos, Abs)
@@ -149,7 +150,7 @@ class _Walker:
 
     def where(self, node: ast.AST) -> str:
         snippet = ast.get_source_segment(self.text, node) or ast.unparse(node)
-        return f"'{snippet}' (column {node.col_offset + 1})"
+        return f"'{snippet}' (column {getattr(node, 'col_offset', 0) + 1})"
 
     def __call__(self, node: ast.AST) -> sympy.Expr:
         if isinstance(node, ast.Constant):
@@ -377,7 +378,7 @@ def _sum(e: sympy.Add, symbols) -> Expr:
     terms = list(e.args)
     if terms[0].is_Number and terms[0] < 0:
         terms.append(terms.pop(0))
-    total = None
+    total: Expr | None = None
     for term in terms:
         negative = term.as_coeff_Mul()[0] < 0
         t = to_ir(-term if negative else term, symbols)
@@ -385,13 +386,15 @@ def _sum(e: sympy.Add, symbols) -> Expr:
             total = -t if negative else t
         else:
             total = total - t if negative else total + t
+    assert total is not None
     return total
 
 
 def _product(e: sympy.Mul, symbols) -> Expr:
     """Numerator factors, then ``/`` the denominator (factors with negative powers)."""
     coeff, rest = e.as_coeff_Mul()
-    num, den = [], []
+    num: list[Expr] = []
+    den: list[Expr] = []
     if coeff.is_Rational and not coeff.is_Integer:
         if abs(coeff.p) != 1:
             num.append(Const(abs(int(coeff.p))))

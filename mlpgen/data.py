@@ -117,8 +117,8 @@ def describe(spec: Spec) -> DataInfo:
                         )
                     )
             y = tuple(tuple(float(v) for v in r) for r in rows)
-            for i, r in enumerate(y):
-                problems += _hinge_target_problems(spec, r, f"data.y[{i}]")[:1]
+            for i, row in enumerate(y):
+                problems += _hinge_target_problems(spec, list(row), f"data.y[{i}]")[:1]
                 if problems:
                     break
             info = DataInfo(len(x[0]), width, None, True, len(x), x, y)

@@ -554,7 +554,9 @@ def context(prog: Program) -> dict:
         d.kind != "random" or d.classes is not None
     ):
         data["labels"] = label_targets(spec.loss.type)
-        data["classes"] = 2 if d.kind in ("moons", "circles") else d.classes
+        data["classes"] = (
+            2 if d.kind in ("moons", "circles") else getattr(d, "classes", None)
+        )
     split = None
     if d.split is not None:
         split = {"train": d.split.train, "val": d.split.val, "test": d.split.test}

@@ -227,7 +227,7 @@ def warnings(prog: Program) -> list[tuple[str, str]]:
             "class weights with reduction mean: the mean divides by Σ w[y_i] over the ",
             "batch (as torch does), not by N, so the scale depends on the batch's classes",
         )
-    if weighted and getattr(loss, "label_smoothing", 0.0):
+    if weighted and float(getattr(loss, "label_smoothing", 0.0)):
         warn(
             "loss.label_smoothing",
             "label smoothing with class weights: torch weights the smoothing term "
@@ -277,11 +277,13 @@ def _loop_warnings(spec) -> list[tuple[str, str]]:
         found.append(
             (
                 "train.schedule",
-                f"momentum with a changing lr: {train.optimizer.type} applies the "
-                "lr of each step to the whole momentum buffer (p ← p − lr·b), as "
-                "torch does, so a change of lr rescales the steps already taken too; "
-                "the hand-written velocity form v ← μ·v − lr·g, p ← p + v keeps each "
-                "step's lr inside v, and the two agree only while lr is constant",
+                (
+                    f"momentum with a changing lr: {train.optimizer.type} applies the "
+                    "lr of each step to the whole momentum buffer (p ← p − lr·b), as "
+                    "torch does, so a change of lr rescales the steps already taken too; "
+                    "the hand-written velocity form v ← μ·v − lr·g, p ← p + v keeps each "
+                    "step's lr inside v, and the two agree only while lr is constant"
+                ),
             )
         )
     stop = train.early_stopping

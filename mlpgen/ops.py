@@ -71,14 +71,14 @@ class NormalInit(Keys):
 
 class XavierInit(Keys):
     scheme: Literal["xavier_uniform", "xavier_normal"]
-    gain: Annotated[float, Range(gt=0)] | Literal[GAIN_NAMES] = 1.0
+    gain: Annotated[float, Range(gt=0)] | Literal[GAIN_NAMES] = 1.0  # type: ignore[valid-type]
 
 
 class KaimingInit(Keys):
     scheme: Literal["kaiming_uniform", "kaiming_normal"]
     a: float = 0.0
     mode: Literal["fan_in", "fan_out"] = "fan_in"
-    nonlinearity: Literal[GAIN_NAMES] = "leaky_relu"
+    nonlinearity: Literal[GAIN_NAMES] = "leaky_relu"  # type: ignore[valid-type]
 
 
 class ZerosInit(Keys):
@@ -176,7 +176,7 @@ def init_draw(init, fan_in: int, fan_out: int, is_bias: bool) -> Draw:
 
 def check_draw_code(draw: Draw) -> bool:
     """Whether ``draw.scale`` computes exactly ``draw.b`` (tests call this)."""
-    return draw.scale is None or eval(draw.scale, {"math": math}) == draw.b  # noqa: S307
+    return draw.scale is None or eval(draw.scale, {"math": math}) == draw.b
 
 
 # ----------------------------------------------------------------------- the table
@@ -257,7 +257,9 @@ class Ctx:
 
     def update(self, buffer: str, expr: Expr, note: str = "") -> None:
         """Training mode only: ``buffer ← expr`` (running statistics and the like)."""
-        self.lines.append(Local(self.b[buffer], expr, (), note, "update", buffer))
+        target = self.b[buffer]
+        assert isinstance(target, Sym)
+        self.lines.append(Local(target, expr, (), note, "update", buffer))
 
 
 @dataclass(frozen=True)
@@ -732,7 +734,8 @@ def _sum(xs: list[Expr]) -> Expr:
 
 
 def _concat_vjp(c: Ctx) -> list[Expr]:
-    grads, start = [], 0
+    grads: list[Expr] = []
+    start = 0
     for f in c.in_features:
         grads.append(call("cols", c.g, start, start + f))
         start += f

@@ -61,8 +61,10 @@ __all__ = [
     "NN_MODULE_ATTRIBUTES",
     "OPTIMIZERS",
     "RESERVED",
+    "SCHEDULES",
     "AdamKeys",
     "AdamWKeys",
+    "EarlyStopping",
     "FileData",
     "InlineData",
     "Layer",
@@ -74,8 +76,6 @@ __all__ = [
     "SpecError",
     "SpiralData",
     "Split",
-    "SCHEDULES",
-    "EarlyStopping",
     "Train",
     "class_name",
     "load_spec",
@@ -171,7 +171,7 @@ GENERATED_NAMES = {
     "momentum_buffer", "bias_correction1", "bias_correction2", "step_size",
     "bias_correction2_sqrt", "shuffle_rng", "dropout_rng", "buffers", "training",
     "tensors", "tensor_grads", "keep", "hook", "module", "inputs", "output",
-    "xs", "total", "epoch_loss",
+    "xs", "total", "epoch_loss", "embedding_grad",
     "lr", "lrs", "t", "scheduler", "rows", "total_norm", "clip_coef", "value",
     "history", "best", "best_epoch", "stale", "best_params", "best_buffers",
     "best_state",
@@ -388,7 +388,7 @@ class InlineData(_DataBase):
                 (("y",), f"has {plural(len(self.y), 'row')}, x has {len(self.x)}")
             )
         if _target_shape(self.y) is Rows:
-            problems += _ragged(self.y, "y")
+            problems += _ragged(self.y, "y")  # type: ignore[arg-type]
         return problems
 
 
@@ -720,19 +720,21 @@ class Train(_Section):
             problems.append(
                 (
                     ("shuffle",),
-                    "has no meaning with sampling: with_replacement, where each "
-                    "step draws its own rows; drop shuffle",
+                    (
+                        "has no meaning with sampling: with_replacement, where each "
+                        "step draws its own rows; drop shuffle"
+                    ),
                 )
             )
         stop = self.early_stopping
-        if stop is not None and stop.monitor.endswith("accuracy"):
-            if "accuracy" not in self.metrics:
-                problems.append(
-                    (
-                        ("early_stopping", "monitor"),
-                        f"{stop.monitor} needs the accuracy: add metrics: [accuracy]",
-                    )
+        accuracy = stop is not None and stop.monitor.endswith("accuracy")
+        if stop is not None and accuracy and "accuracy" not in self.metrics:
+            problems.append(
+                (
+                    ("early_stopping", "monitor"),
+                    f"{stop.monitor} needs the accuracy: add metrics: [accuracy]",
                 )
+            )
         return problems
 
 
@@ -811,7 +813,7 @@ def _parse(data: Any, file: str, base_dir: str) -> Spec:
                 source=file,
                 base_dir=base_dir,
             )
-        raise SpecError(file, _arrange(data, problems), partial, data)
+        raise SpecError(file, _arrange(data, problems), partial, data)  # type: ignore[arg-type]
     return Spec(**vars(header), **sections, source=file, base_dir=base_dir)
 
 
@@ -834,13 +836,15 @@ def _expanded_size(value: Any, sizes: dict[int, int | None]) -> int:
         return 1
     key = id(value)
     if key in sizes:
-        if sizes[key] is None:
+        known = sizes[key]
+        if known is None:
             raise _Cycle
-        return sizes[key]
+        return known
     sizes[key] = None
     items = value.values() if isinstance(value, dict) else value
-    sizes[key] = 1 + sum(_expanded_size(item, sizes) for item in items)
-    return sizes[key]
+    size = 1 + sum(_expanded_size(item, sizes) for item in items)
+    sizes[key] = size
+    return size
 
 
 def _check_data(raw: Any) -> tuple[Any, list[Problem]]:
@@ -897,7 +901,7 @@ def _check_layers(raw: Any, where: Location) -> tuple[Any, list[Problem]]:
             problems.append((at, f"must be a mapping with a type, got {show(item)}"))
             continue
         before = len(problems)
-        op = item.get("type")
+        op: Any = item.get("type")
         valid_op = isinstance(op, str) and op in LAYERS
         if "type" not in item:
             problems.append((at + ("type",), "required key missing"))
@@ -935,8 +939,10 @@ def _check_layers(raw: Any, where: Location) -> tuple[Any, list[Problem]]:
             problems.append(
                 (
                     where + (i, "name"),
-                    f"'{name}' reads as the gradient of layer '{name[2:]}' (the dump "
-                    f"names ∂L/∂{name[2:]} step0/{name}); choose another name",
+                    (
+                        f"'{name}' reads as the gradient of layer '{name[2:]}' (the dump "
+                        f"names ∂L/∂{name[2:]} step0/{name}); choose another name"
+                    ),
                 )
             )
     return layers, problems
@@ -961,6 +967,7 @@ def _bad_scalars(value: Any, parts: Location) -> list[Problem]:
     if surrogate:
         code = ord(surrogate.group())
         return [(parts, f"must be Unicode text, got the lone surrogate \\u{code:x}")]
+    items: Any
     if isinstance(value, dict):
         items = ((_key(key), v) for key, v in value.items())
     elif isinstance(value, list):
@@ -1067,7 +1074,7 @@ class _SpecLoader(yaml.SafeLoader):
     (``<<: *base``) still work.
     """
 
-    yaml_implicit_resolvers: ClassVar[dict] = {}  # filled below, in place of YAML 1.1's
+    yaml_implicit_resolvers: ClassVar[dict] = {}  # type: ignore[misc]  # filled below, in place of YAML 1.1's
 
     def compose_mapping_node(self, anchor):
         node = super().compose_mapping_node(anchor)
@@ -1179,7 +1186,7 @@ def _read_yaml(text: str, file: str) -> Any:
         loader = _SpecLoader(text)
         return loader.get_single_data()
     except _Refused as e:
-        message = _mark(e.problem_mark, e.problem)
+        message = _mark(e.problem_mark, e.problem or "")
     except yaml.MarkedYAMLError as e:
         problem = e.problem or e.context or "invalid YAML"
         if e.problem and e.context:

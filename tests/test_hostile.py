@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 
 from mlpgen.compiler import build, compile_spec, output_folder, render, write_atomically
-from mlpgen.teach import Teaching
 from mlpgen.spec import (
     GENERATED_NAMES,
     NN_MODULE_ATTRIBUTES,
@@ -33,6 +32,7 @@ from mlpgen.spec import (
     class_name,
     parse_spec,
 )
+from mlpgen.teach import Teaching
 
 from .conftest import ROOT, SPECS, load_module
 from .coverage_specs import COVERAGE, XOR_DATA, write
@@ -242,7 +242,9 @@ def test_only_keywords_x_private_names_and_module_attributes_are_refused():
     """Any identifier is a layer name except Python keywords, x, names starting
     with _, and torch.nn.Module's public attributes (PyTorch refuses those as
     submodule names)."""
-    for name in sorted(set(keyword.kwlist) | NN_MODULE_ATTRIBUTES | {"x", "_h", "__init__"}):
+    for name in sorted(
+        set(keyword.kwlist) | NN_MODULE_ATTRIBUTES | {"x", "_h", "__init__"}
+    ):
         with pytest.raises(SpecError) as e:
             parse_spec(with_layer_name(name))
         assert e.value.problems[0][0] == "model.layers[0].name", name
@@ -419,7 +421,9 @@ def programs(tmp_path_factory):
     out = []
     for path in paths:
         prog = build(path)
-        out.append((prog, render(prog, teaching=Teaching(exercise="guided", ladder=True))))
+        out.append(
+            (prog, render(prog, teaching=Teaching(exercise="guided", ladder=True)))
+        )
     return out
 
 
@@ -435,11 +439,17 @@ def test_every_name_the_generated_code_uses_is_known_to_the_namer(programs):
         for impl in (*IMPLEMENTATIONS, *TEACHING):
             found = _names_a_layer_must_not_take(files[f"{impl}.py"], layers)
             for identifier, where in found.items():
-                if identifier in base or identifier in allocated or identifier[0] == "_":
+                if (
+                    identifier in base
+                    or identifier in allocated
+                    or identifier[0] == "_"
+                ):
                     continue
                 if identifier == class_name(prog.net.spec.name):
                     continue
-                unknown.setdefault(identifier, f"{prog.net.spec.name}/{impl}.py {where}")
+                unknown.setdefault(
+                    identifier, f"{prog.net.spec.name}/{impl}.py {where}"
+                )
     assert not unknown, f"add these to spec.GENERATED_NAMES: {unknown}"
 
 

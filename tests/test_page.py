@@ -196,7 +196,7 @@ def test_notation_legend_is_complete(spec, compiled):
     explained += "".join(c.symbol for c in constants)
     for t in page.formula_texts(prog):
         for ch in set(t) - set("0123456789.,()[]+=−-/ '_:;<>|"):
-            if not ch.isascii() and ch not in "²³ᵢ₁₂ₖ…≥":
+            if not ch.isascii() and ch not in "²³ᵢ₁₂ₖ…≥±":
                 assert ch in explained, (ch, t)
     for const in constants:
         assert f"`{const.code}`" in legend

@@ -73,6 +73,37 @@ def test_generated_code_is_ruff_formatted(compiled_root):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+# ------------------------------------------------------------------ the project's own code
+
+
+def test_the_project_is_ruff_formatted_and_clean():
+    """mlpgen/ and tests/ as `ruff format --check` and `ruff check` (the
+    project's settings in pyproject.toml) want them."""
+    for args in (["format", "--check"], ["check"]):
+        r = subprocess.run(
+            [ruff_bin(), *args, "--no-cache", "mlpgen", "tests"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_the_project_type_checks():
+    """mypy, as configured in pyproject.toml, finds nothing in mlpgen/."""
+    pytest.importorskip("mypy", reason="mypy comes with mlpgen[typecheck]")
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", os.devnull],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 # ------------------------------------------------------------------ the command line
 
 BAD_ARGUMENTS = {
@@ -212,7 +243,9 @@ def test_a_file_mlpgen_did_not_write_stops_the_compile(previous):
     root, folder, _ = previous
     (folder / "notes.txt").write_text("the user's own")
     before = _snapshot(folder)
-    with pytest.raises(compiler.NotOurs, match=r"holds files that mlpgen did not write \('notes.txt'\)"):
+    with pytest.raises(
+        compiler.NotOurs, match=r"holds files that mlpgen did not write \('notes.txt'\)"
+    ):
         compile_spec(XOR, root)
     assert _snapshot(folder) == before
 

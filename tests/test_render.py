@@ -148,7 +148,9 @@ def test_math_text_reads_like_the_textbook():
     # a named constant prints its name; code keeps the exact value
     e = 0.5 * x * (1 + Const(0.7978845608028654, "√(2/π)") * x**3)
     assert math_text(e) == "0.5 · x ⊙ (1 + √(2/π) · x³)"
-    assert numpy_code(e) == "0.5 * x * (1 + 0.7978845608028654 * x ** 3)"  # ruff formats
+    assert (
+        numpy_code(e) == "0.5 * x * (1 + 0.7978845608028654 * x ** 3)"
+    )  # ruff formats
     # a constant factor reads first, and minus is the minus sign
     assert math_text(x * 0.5) == "0.5 · x"
     assert math_text(-0.5 * x**2) == "−0.5 · x²"
@@ -184,7 +186,10 @@ def test_escaping_helpers_make_valid_svg(tmp_path):
     through the graphviz package and the real dot."""
     g = graphviz.Digraph(render.node_id('t"x'))
     g.attr(label=render.label(render.escape('a\\b "q" <i> {|}')))
-    g.node(render.node_id('params["we.ird"]'), render.label(render.bold('<&>"\\'), render.small("x\ny")))
+    g.node(
+        render.node_id('params["we.ird"]'),
+        render.label(render.bold('<&>"\\'), render.small("x\ny")),
+    )
     g.edge(render.node_id('params["we.ird"]'), render.node_id("node"))
     path = tmp_path / "h.svg"
     path.write_text(g.pipe(format="svg", encoding="utf-8"))
@@ -270,7 +275,9 @@ def test_failing_dot_is_a_note_not_a_traceback(monkeypatch, capsys, tmp_path):
         render.note.cache_clear()
     assert sorted(files) == ["backward.dot", "forward.dot"]
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("note: Graphviz 'dot' failed on forward.dot (dot: out of ink)")
+    assert line.startswith(
+        "note: Graphviz 'dot' failed on forward.dot (dot: out of ink)"
+    )
 
 
 @pytest.mark.dot
@@ -327,7 +334,10 @@ def node_x(path, node_id: str) -> float:
             if not shapes:  # an ellipse
                 return float(next(g.iter(f"{SVG}ellipse")).get("cx"))
             shape = shapes[0]
-            numbers = [float(v) for v in re.findall(r"-?[0-9.]+", shape.get("d") or shape.get("points"))]
+            numbers = [
+                float(v)
+                for v in re.findall(r"-?[0-9.]+", shape.get("d") or shape.get("points"))
+            ]
             xs = numbers[0::2]
             return (min(xs) + max(xs)) / 2
     raise KeyError(node_id)
@@ -355,11 +365,19 @@ def test_every_diagram_shows_the_first_step_and_a_legend(spec, compiled):
     backward = svg_texts(folder / "backward.svg")
     for texts in (forward, backward):
         assert "Legend" in texts
-        assert "numbers: the first training step (first batch, before the update)" in texts
-    values = [t for t in forward if t.startswith("data ") and not t.startswith("data L = ")]
+        assert (
+            "numbers: the first training step (first batch, before the update)" in texts
+        )
+    values = [
+        t for t in forward if t.startswith("data ") and not t.startswith("data L = ")
+    ]
     assert len(values) == 1 + len(prog.net.layers)  # x and each layer
     grads = [t for t in backward if t.startswith("grad ")]
-    counted = [line for line in prog.backward if line.kind not in ("fanout_part", "grad_intermediate")]
+    counted = [
+        line
+        for line in prog.backward
+        if line.kind not in ("fanout_part", "grad_intermediate")
+    ]
     assert len(grads) == len(counted)
     assert any(t.startswith("data L = ") for t in backward)
     assert "‖∂L/∂W‖ at the first step" in backward
@@ -368,8 +386,12 @@ def test_every_diagram_shows_the_first_step_and_a_legend(spec, compiled):
 @pytest.mark.dot
 def test_branches_keep_the_spec_order(compiled):
     two = compiled(ROOT / "specs" / "two_branch.yaml")
-    assert node_x(two / "forward.svg", "left_fc") < node_x(two / "forward.svg", "right_fc")
-    assert node_x(two / "backward.svg", "d_left") < node_x(two / "backward.svg", "d_right")
+    assert node_x(two / "forward.svg", "left_fc") < node_x(
+        two / "forward.svg", "right_fc"
+    )
+    assert node_x(two / "backward.svg", "d_left") < node_x(
+        two / "backward.svg", "d_right"
+    )
     three = compiled(ROOT / "specs" / "three_branch.yaml")
     xs = [node_x(three / "forward.svg", n) for n in ("smooth", "sharp", "gate")]
     assert xs == sorted(xs)
@@ -388,7 +410,11 @@ def test_a_deep_chain_is_a_column_with_its_repeats_framed(compiled):
     # the strip shows the vanishing gradient: fc1's weight gradient far below fc12's
     backward = svg_texts(folder / "backward.svg")
     strip = backward[backward.index("‖∂L/∂W‖ at the first step") :]
-    norm = {strip[i]: float(strip[i + 2].replace("−", "-")) for i in range(len(strip) - 2) if strip[i].endswith(".weight")}
+    norm = {
+        strip[i]: float(strip[i + 2].replace("−", "-"))
+        for i in range(len(strip) - 2)
+        if strip[i].endswith(".weight")
+    }
     assert norm["fc1.weight"] < 1e-6 * norm["fc12.weight"]
     page = (folder / "README.md").read_text()
     assert "vanishing gradients" in page and "fc1.weight" in page

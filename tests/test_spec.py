@@ -414,8 +414,10 @@ def test_losses_dispatch_through_the_registry(monkeypatch):
         ),
         (
             {"model.layers.1.name": "d_fc1"},
-            "model.layers[1].name: 'd_fc1' reads as the gradient of layer 'fc1' (the "
-            "dump names ∂L/∂fc1 step0/d_fc1); choose another name",
+            (
+                "model.layers[1].name: 'd_fc1' reads as the gradient of layer 'fc1' (the "
+                "dump names ∂L/∂fc1 step0/d_fc1); choose another name"
+            ),
         ),
         (
             {"model.layers.1.name": "lambda"},
@@ -1082,7 +1084,7 @@ CASES = {
             (
                 "model.layers[0].type: unknown layer type 3 (expected one of: linear, identity, "
                 "sigmoid, tanh, relu, leaky_relu, elu, gelu, silu, softplus, softmax, "
-                "log_softmax, dropout, add, concat, activation)"
+                "log_softmax, dropout, add, concat, activation, batchnorm, layernorm, embedding)"
             )
         ],
     ),
@@ -1162,8 +1164,10 @@ CASES = {
             )
         ),
         [
-            "model.layers[1].name: 'd_h' reads as the gradient of layer 'h' (the dump "
-            "names ∂L/∂h step0/d_h); choose another name"
+            (
+                "model.layers[1].name: 'd_h' reads as the gradient of layer 'h' (the dump "
+                "names ∂L/∂h step0/d_h); choose another name"
+            )
         ],
     ),
     "name-private": (
@@ -1341,8 +1345,10 @@ CASES = {
             loss="loss: {type: hinge}",
         ),
         [
-            "data.classes: hinge takes two classes (±1 targets), the data has 3: "
-            "use classes: 2, or cross_entropy for more classes"
+            (
+                "data.classes: hinge takes two classes (±1 targets), the data has 3: "
+                "use classes: 2, or cross_entropy for more classes"
+            )
         ],
     ),
     "bce-with-logits-on-random-classes": (
@@ -1352,8 +1358,10 @@ CASES = {
             loss="loss: {type: bce_with_logits}",
         ),
         [
-            "data.classes: bce_with_logits takes two classes (0/1 targets), the data "
-            "has 3: use classes: 2, or cross_entropy for more classes"
+            (
+                "data.classes: bce_with_logits takes two classes (0/1 targets), the data "
+                "has 3: use classes: 2, or cross_entropy for more classes"
+            )
         ],
     ),
     # ---------------------------------------------------------------- limits

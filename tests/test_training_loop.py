@@ -269,6 +269,7 @@ def check(spec: dict, tmp_path: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        check=False,
     )
 
 
