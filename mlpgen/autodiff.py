@@ -395,7 +395,7 @@ def derive(net: Network) -> Program:
             )
         header = f"Grad of: {layer.name} = {math_text(value_of[layer.name])}"
         in_l2 = [pi.state_name for pi in l2 if pi.layer is layer]
-        if in_l2:  # the l2 term's 2·coef·p joins these parameters' lines
+        if in_l2 and spec.loss.l2 is not None:  # 2·coef·p joins these lines
             coef = show_number(spec.loss.l2.coef)
             header += ", and of the l2 term " + " + ".join(
                 f"{coef}·Σ {name}²" for name in in_l2
@@ -455,7 +455,9 @@ def l2_text(net: Network) -> str:
     return f" + {show_number(l2.coef)}·Σ p² over {which}"
 
 
-def loss_comments(net: Network, lctx: LossCtx, name: str, grad: bool = False) -> list[str]:
+def loss_comments(
+    net: Network, lctx: LossCtx, name: str, grad: bool = False
+) -> list[str]:
     """The loss in two readings where they differ: the textbook's formula, then
     "PyTorch evaluates it as …, because …", both printed from the IR (with the
     l2 term). ``grad``: the header of the loss's gradient line ("Grad of: L = …")."""

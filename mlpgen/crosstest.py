@@ -253,6 +253,7 @@ def judge(prog, dumps: dict, dtype: str, spread=None) -> tuple[list[Row], list[R
             if r.key.startswith("final/"):
                 s = np.full(s.shape, state)
             allowed = np.maximum(tolerance(ref[r.key], dtype), SPREAD_FACTOR * s)
+            allowed = np.maximum(allowed, terms_floor(prog, ref, r.key, dtype))
             r.rule, r.spread = "spread", float(np.max(s)) if s.size else 0.0
             r.diffs = {
                 impl: violation(dumps[impl][r.key], ref[r.key], dtype, allowed)
@@ -264,28 +265,42 @@ def judge(prog, dumps: dict, dtype: str, spread=None) -> tuple[list[Row], list[R
 
 
 def terms_floor(prog, ref: dict, key: str, dtype: str) -> float:
-    """The absolute part of the tolerance of a parameter's first gradient.
+    """The absolute part of the tolerance of a sum whose terms can cancel.
 
     ∂L/∂W and ∂L/∂b sum one term per sample (gᵀ @ x, Σₙ g). Where the terms
     cancel, say a bias whose gradient is zero by symmetry, the sum is rounding
     noise of the size of the terms, not of the result: the contract's
     ``mtol·max|b|`` is then taken over the terms, max|g|·max(1, max|x|), with
     g = ∂L/∂(the layer's output) and x its inputs, from the reference's step0/.
+    A batchnorm's running mean is likewise a sum of its inputs (Σₙ xₙ/N every
+    step) and its running variance one of squares: on standardized data the
+    mean is 0 in exact arithmetic and its computed value pure rounding, so the
+    terms are max|x| (max|x|² for the variance).
     """
+    if key.startswith("final/") and key.endswith((".running_mean", ".running_var")):
+        layer, buffer = key[len("final/") :].rsplit(".", 1)
+        x = _largest_input(prog, ref, layer)
+        terms = x if buffer == "running_mean" else x * x
+        return TOLERANCES[dtype][1] * terms if np.isfinite(terms) else 0.0
     if not key.startswith("grads0/"):
         return 0.0
     layer = key.split("/", 1)[1].rsplit(".", 1)[0]
     g = ref.get(f"step0/d_{layer}")
-    owner = next((n for n in prog.net.layers if n.name == layer), None)
-    if g is None or owner is None:
+    if g is None or not any(n.name == layer for n in prog.net.layers):
         return 0.0
-    inputs = [ref.get(f"step0/{i}") for i in owner.inputs]
-    x = max(
+    x = _largest_input(prog, ref, layer)
+    terms = float(np.max(np.abs(g))) * max(1.0, x) if g.size else 0.0
+    return TOLERANCES[dtype][1] * terms if np.isfinite(terms) else 0.0
+
+
+def _largest_input(prog, ref: dict, layer: str) -> float:
+    """max |input| of ``layer`` in the first step (1.0 when none is dumped)."""
+    owner = next((n for n in prog.net.layers if n.name == layer), None)
+    inputs = [ref.get(f"step0/{i}") for i in owner.inputs] if owner else []
+    return max(
         (float(np.max(np.abs(v))) for v in inputs if v is not None and v.size),
         default=1.0,
     )
-    terms = float(np.max(np.abs(g))) * max(1.0, x) if g.size else 0.0
-    return TOLERANCES[dtype][1] * terms if np.isfinite(terms) else 0.0
 
 
 def _drifts(key: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -459,7 +460,7 @@ def context(prog: Program) -> dict:
     fns |= prog.loss_value.calls()
 
     l2 = spec.loss.l2 if prog.l2 else None
-    code = {}
+    code: dict[str, dict[str, Any]] = {}
     for xp, printer in (("np", numpy_code), ("torch", torch_code)):
         value = printer(prog.loss_value)
         if l2:

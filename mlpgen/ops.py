@@ -1258,7 +1258,7 @@ class Loss:
     # Two readings where PyTorch's evaluation differs from the textbook's
     # formula: the textbook's value (and gradient) as IR, printed first, then
     # the evaluated line, marked "PyTorch evaluates it as …, because <why>"
-    textbook: Callable[[LossCtx], Expr] | None = None
+    textbook: Callable[[LossCtx], Expr | None] | None = None
     why: str = ""
     textbook_grad: Callable[[LossCtx], Expr] | None = None
     grad_why: str = ""
@@ -1424,7 +1424,7 @@ def _ce_grad(c: LossCtx) -> Expr:
 def _ce_textbook(c: LossCtx) -> Expr | None:
     """−mean(log softmax(z)[n, yₙ]) (unweighted, unsmoothed: the others have no
     shorter textbook form than their evaluated one)."""
-    if c.weight is not None or getattr(c.a, "label_smoothing", 0.0):
+    if c.weight is not None or getattr(c.a, "label_smoothing", 0.0) != 0.0:
         return None
     nll = -call("pick", call("log", call("softmax", c.out)), c.y)
     return call("mean", nll) if c.a.reduction == "mean" else call("sum", nll)

@@ -261,15 +261,16 @@ def test_unshuffled_batches_are_said_to_be_in_data_order():
 
 def test_the_l2_term_is_in_the_loss_header_and_explained_on_its_lines():
     source = (GALLERY / "spiral" / "numpy_backprop.py").read_text()
-    # the header states the whole loss, as loss_fn's docstring does
+    # the header states the whole loss, the textbook's formula first, then how
+    # PyTorch evaluates it; loss_fn's line says the same of `out`
     assert (
-        "# Grad of: L = mean(logsumexp(scores) − scores[n, yₙ]) + 0.001·Σ p² over the weights"
-        in source
-    )
+        "    # Grad of: L = mean(−log(softmax(scores))[n, yₙ]) + 0.001·Σ p² over the weights\n"
+        "    # PyTorch evaluates the loss term as mean(logsumexp(scores) − scores[n, yₙ]),"
+    ) in source
     assert (
-        '"""L = mean(logsumexp(out) − out[n, yₙ]) + 0.001·Σ p² over the weights"""'
-        in source
-    )
+        "    # L = mean(−log(softmax(out))[n, yₙ]) + 0.001·Σ p² over the weights\n"
+        "    # PyTorch evaluates the loss term as mean(logsumexp(out) − out[n, yₙ]),"
+    ) in source
     # the + 0.002·W of a weight's line says where it comes from
     assert (
         "    # the L2 term 0.001·Σ scores.weight² of L adds its gradient 0.002 · scores.weight\n"

@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from mlpgen.compiler import MARKER, marker_text
-from mlpgen.crosstest import IMPLEMENTATIONS, compare
+from mlpgen.compiler import MARKER, build, marker_text
+from mlpgen.crosstest import IMPLEMENTATIONS, judge, rounding_spread
 
 from .conftest import ROOT, SPECS, load_module, training_forward
 
@@ -48,10 +48,23 @@ def test_three_implementations_agree(spec, compiled, tmp_path):
     assert ref["losses"][-1] < ref["losses"][0]
     for p in params:
         assert not np.array_equal(ref[f"init/{p}"], ref[f"final/{p}"]), p
-    rows = compare(dumps, load_spec(spec).dtype)
-    worst = {(q, impl): ratio for q, impl, _, ratio in rows}
-    for key, ratio in worst.items():
-        assert ratio <= 1.0, f"{key}: difference is {ratio:.3g} × the tolerance"
+    # judged as `mlpgen crosstest` judges: the first step tensor by tensor
+    # within the contract's tolerance; the losses and the final state within
+    # it, or, on long runs that amplify rounding (polynomial's 2000 RMSprop
+    # steps), within the measured rounding spread
+    prog = build(spec)
+    step, rest = judge(
+        prog, dumps, prog.net.spec.dtype, lambda: rounding_spread(folder, tmp_path)
+    )
+    for r in step + rest:
+        for impl, (diff, ratio) in r.diffs.items():
+            assert ratio <= 1.0, (
+                f"{r.key} of {impl}: |diff| {diff:.3g} is {ratio:.3g} × the "
+                f"tolerance ({r.rule})"
+            )
+    # the spread is a measurement, never a blank cheque: the first step and
+    # out0 are held to the contract's tolerance
+    assert all(r.rule == "fixed" for r in step)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -115,11 +128,46 @@ def test_gradients_match_finite_differences(spec, compiled):
         assert error < 1e-6 * scale + np.linalg.norm(noise), name
 
 
+def _text(content: str | bytes) -> str:
+    return content.decode() if isinstance(content, bytes) else content
+
+
 def _without_svg(html: str) -> str:
     """index.html with its inline drawings left out: dot's SVG is compared as
     the DOT source it is drawn from (another Graphviz version draws other
     coordinates from the same source)."""
     return re.sub(r"<svg .*?</svg>", "<svg/>", html, flags=re.DOTALL)
+
+
+# A number as the learning page prints it (8.91, 0.0123, 1.2e-05, 97%)
+_NUMBER = re.compile(r"[-−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _same_results(old: str, new: str, rtol: float = 1e-2) -> bool:
+    """The same page, its trained numbers allowed to differ by ``rtol``.
+
+    A long run amplifies rounding: the tutorial's polynomial (2000 RMSprop
+    steps) ends at a train loss of 8.91 on one CPU and 8.92 on another, whose
+    BLAS kernels sum in another order (crosstest's rounding spread measures
+    the same drift). Every word and every other character must match.
+    """
+    if old == new:
+        return True
+    old_numbers, new_numbers = _NUMBER.findall(old), _NUMBER.findall(new)
+    if _NUMBER.split(old) != _NUMBER.split(new) or len(old_numbers) != len(new_numbers):
+        return False
+    for a, b in zip(old_numbers, new_numbers):
+        a, b = (float(t.replace("−", "-")) for t in (a, b))
+        if abs(a - b) > rtol * max(abs(a), abs(b)):
+            return False
+    return True
+
+
+def test_same_results_tolerates_only_the_numbers_of_a_run():
+    assert _same_results("| train | 8.91 |", "| train | 8.92 |")
+    assert not _same_results("| train | 8.91 |", "| train | 9.91 |")
+    assert not _same_results("| train | 8.91 |", "| test | 8.91 |")
+    assert not _same_results("loss 8.91", "loss 8.91 and more")
 
 
 @pytest.mark.dot
@@ -174,7 +222,11 @@ def test_generated_gallery_is_fresh(spec):
         new = content if isinstance(content, bytes) else content.encode()
         if name == "index.html":
             old, new = _without_svg(old.decode()), _without_svg(new.decode())
-        if old != new:
+        if name in ("README.md", "index.html"):  # they show the trained numbers
+            same = _same_results(_text(old), _text(new))
+        else:
+            same = old == new
+        if not same:
             stale.append(name)
     assert not stale, (
         f"stale: {stale}; regenerate with mlpgen compile --plot specs/*.yaml"

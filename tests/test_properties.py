@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from mlpgen.compiler import build, render, write_atomically
-from mlpgen.crosstest import IMPLEMENTATIONS, compare
+from mlpgen.crosstest import IMPLEMENTATIONS, compare, judge
 
 from .conftest import load_module, training_forward
 
@@ -186,14 +186,21 @@ def specs(draw) -> dict:
         y = rng.integers(0, 2, (n, outputs)).astype(float).tolist()
     data: dict = {"kind": "inline", "x": x, "y": y}
     # the generated kinds of two classes, where the input has two features
-    if features == 2 and loss_type != "mse" and draw(st.booleans()):
+    # (of floats: token inputs keep their inline indices)
+    if tokens is None and features == 2 and loss_type != "mse" and draw(st.booleans()):
         kind = draw(st.sampled_from(["moons", "circles"]))
         data = {"kind": kind, "n": n, "noise": draw(st.sampled_from([0.0, 0.1]))}
         if kind == "circles":
             data["factor"] = draw(st.sampled_from([0.8, 0.5]))
         if outputs != 1 and not classification:  # one column of targets only
             data = {"kind": "inline", "x": x, "y": y}
-    elif features == 1 and loss_type == "mse" and outputs == 1 and draw(st.booleans()):
+    elif (
+        tokens is None
+        and features == 1
+        and loss_type == "mse"
+        and outputs == 1
+        and draw(st.booleans())
+    ):
         data = {
             "kind": "function",
             "expr": draw(st.sampled_from(["sin(x)", "x**2 - 1", "tanh(2*x) + 0.5*x"])),
@@ -358,6 +365,11 @@ def diverged(losses: np.ndarray) -> bool:
 @pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(specs())
+# found by hypothesis: a batchnorm on standardized float32 data, whose running
+# mean is 0 in exact arithmetic (its computed value is rounding noise)
+@example(
+    json.loads((Path(__file__).parent / "batchnorm_standardized.json").read_text())
+)
 def test_random_networks_agree_and_match_finite_differences(spec):
     note(json.dumps({k: v for k, v in spec.items() if k != "data"}, indent=1))
     with tempfile.TemporaryDirectory(prefix="mlpgen-prop-") as tmp:
@@ -377,24 +389,28 @@ def test_random_networks_agree_and_match_finite_differences(spec):
             return
         for impl in IMPLEMENTATIONS[1:]:
             assert sorted(dumps[impl]) == sorted(ref), impl
-        rows = compare(dumps, spec["dtype"])
+        # judged as crosstest judges the first step and the buffers (a sum
+        # whose terms cancel gets the terms' scale), then the trained state
+        step, rest = judge(prog, dumps, spec["dtype"])
         growth = None
-        for quantity, impl, diff, ratio in rows:
-            if ratio <= 1:
-                continue
-            if quantity in TRAINED:
-                # exact parity is out of reach when the network itself turns
-                # roundoff into more than the tolerance; then the difference
-                # must stay within a few times that growth
-                if growth is None:
-                    growth = roundoff_growth(folder, nb, ref, spec["dtype"])
-                    note(f"roundoff growth: {growth:.3g} × the tolerance")
-                if ratio <= 4 * growth:
+        for r in step + rest:
+            for impl, (diff, ratio) in r.diffs.items():
+                if ratio <= 1:
                     continue
-            raise AssertionError(
-                f"{quantity} of {impl}: |diff| {diff:.3g} is {ratio:.3g} × the tolerance"
-                + (f" ({growth:.3g} × from roundoff alone)" if growth else "")
-            )
+                if r.key.split("/", 1)[0] in TRAINED:
+                    # exact parity is out of reach when the network itself
+                    # turns roundoff into more than the tolerance; then the
+                    # difference must stay within a few times that growth
+                    if growth is None:
+                        growth = roundoff_growth(folder, nb, ref, spec["dtype"])
+                        note(f"roundoff growth: {growth:.3g} × the tolerance")
+                    if ratio <= 4 * growth:
+                        continue
+                raise AssertionError(
+                    f"{r.key} of {impl}: |diff| {diff:.3g} is {ratio:.3g} × the "
+                    "tolerance"
+                    + (f" ({growth:.3g} × from roundoff alone)" if growth else "")
+                )
         if spec["dtype"] == "float64":
             assert finite_difference_error(nb, spec) < 1e-6
 

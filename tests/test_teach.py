@@ -135,10 +135,12 @@ def test_latex_printer():
         r"\frac{\partial L}{\partial \mathrm{h0}}\Big|_{\text{via } \mathrm{h1}}"
     )
     assert latex_name("left_fc.weight") == r"\mathrm{left\_fc{.}weight}"
+    # the typeset formula leaves the column implied (w[y]/Σ w[y] scales each
+    # row); the code comments show the broadcast as [:, None]
     prog = build(SPEC["spiral_dropout"])
     assert latex_text(prog.backward[0].expr) == (
         r"\left(\operatorname{softmax}(\mathrm{scores}) - \operatorname{onehot}(y)\right)"
-        r" \odot \frac{w[y]}{\sum w[y]}[:, None]"
+        r" \odot \frac{w[y]}{\sum w[y]}"
     )
 
 
