@@ -9,6 +9,7 @@ replaces the old one only when everything in it was written.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from functools import cache
 from pathlib import Path
@@ -69,8 +70,29 @@ def environment() -> jinja2.Environment:
         md=markdown,
         cell=table_cell,
         shell=shell_word,
+        reflow=reflow,
     )
     return env
+
+
+def reflow(text: str, indent: int = 4, width: int = 79) -> str:
+    """A docstring or comment put together from template pieces, rewrapped:
+    each paragraph (blank lines between them) filled to ``width`` columns at
+    ``indent`` spaces, so that optional clauses never leave a ragged line."""
+    pad = " " * indent
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip())]
+    filled = [
+        textwrap.fill(
+            p,
+            width,
+            initial_indent=pad,
+            subsequent_indent=pad,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for p in paragraphs
+    ]
+    return "\n\n".join(filled) + "\n"
 
 
 def function_ir(text: str):

@@ -54,6 +54,7 @@ class Results:
     points: dict = field(default_factory=dict)  # part -> (x, y)
     confusion: tuple | None = None  # (part, matrix) for classifiers
     table: list[dict] | None = None  # tiny data: one row per sample
+    stopping: dict | None = None  # train.early_stopping: what it did (_stopping)
 
     @property
     def figure_names(self) -> list[str]:
@@ -216,6 +217,10 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
             results.epochs = list(range(1, len(next(iter(history.values()))) + 1))
         else:
             results.history, results.epochs = measured, measured_epochs
+        stop = net.spec.train.early_stopping
+        monitored = arrays.get(f"history/{stop.monitor}") if stop else None
+        if stop is not None and monitored is not None:
+            results.stopping = _stopping(stop, [float(v) for v in monitored], epochs)
         results.final = evaluate(params)
         results.points = {part: (x, y) for part, (x, y) in data.items()}
         kind = _boundary_kind(prog)
@@ -233,6 +238,29 @@ def train(prog, numpy_text: str, data_file=None) -> Results:
         if total <= TINY:
             results.table = _table(module, params, state["buffers"], data, results)
     return results
+
+
+def _stopping(stop, values: list[float], epochs: int) -> dict:
+    """What early stopping did, replayed from the monitored value of every
+    epoch that ran (the dump's history/): the epochs run, whether it stopped
+    before the last, and the best epoch by the generated code's own rule
+    (better than the best so far by more than min_delta)."""
+    higher = stop.monitor.endswith("accuracy")
+    best, best_epoch = (-float("inf") if higher else float("inf")), 0
+    for epoch, v in enumerate(values, 1):
+        if (v - best if higher else best - v) > stop.min_delta:
+            best, best_epoch = v, epoch
+    return {
+        "monitor": stop.monitor.replace("_", " "),
+        "patience": stop.patience,
+        "min_delta": num(stop.min_delta),
+        "ran": len(values),
+        "epochs": epochs,
+        "stopped": len(values) < epochs,
+        "best_epoch": best_epoch,
+        "best": num(best),
+        "restored": stop.restore_best,
+    }
 
 
 def _grid(module, params, buffers, data, kind):
@@ -308,6 +336,7 @@ def page(results: Results | None) -> dict | None:
         "table": results.table,
         "lrs": results.lrs is not None,
         "history": "measured" if results.history else None,
+        "stopping": results.stopping,
     }
 
 
@@ -379,6 +408,14 @@ def _curves(plt, r: Results) -> bytes:
             _scale_y(
                 ax,
                 [v for k, v in r.history.items() if k.endswith(" loss")] + [r.losses],
+            )
+        if r.stopping is not None and r.stopping["restored"]:
+            ax.axvline(
+                r.stopping["best_epoch"],
+                color="0.3",
+                linestyle=":",
+                linewidth=1.2,
+                label=f"best epoch ({r.stopping['best_epoch']}), restored",
             )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)

@@ -116,3 +116,33 @@ def test_the_plot_cache_reuses_a_training_only_when_the_code_is_the_same(
     assert compiler._PlotCache(changed, None, True).key != key
     monkeypatch.delenv("MLPGEN_PLOT_CACHE")
     assert compiler._PlotCache(texts, None, True).get() is None  # off unless asked
+
+
+def test_the_page_says_where_early_stopping_stopped_and_which_epoch_it_kept(
+    tmp_path,
+):
+    """sklearn_mlp stops on a plateau of its val accuracy: the page gives the
+    epoch it stopped at and the best epoch, replayed from the dump's history
+    by the generated code's rule, and the curves mark the restored epoch."""
+    prog, files, r = trained("sklearn_mlp")
+    path = tmp_path / "numpy_backprop.py"
+    path.write_text(files["numpy_backprop.py"])
+    dump = tmp_path / "run.npz"
+    load_module(path, "sklearn_mlp_results").main(["--quiet", "--dump", str(dump)])
+    with np.load(dump) as archive:
+        history = archive["history/val_accuracy"].tolist()
+    stop = r.stopping
+    assert stop["ran"] == len(history) < 200 and stop["stopped"]
+    # the generated loop stops PATIENCE epochs after its best one
+    assert stop["best_epoch"] == len(history) - 10
+    assert history[stop["best_epoch"] - 1] == max(history)
+    assert history.index(max(history)) == stop["best_epoch"] - 1  # the first best
+    page = render(prog, plot=True, draw=False)["README.md"]
+    assert (
+        f"it stopped after epoch {stop['ran']} of at most 200, the val accuracy "
+        "not having\nimproved by more than 0.0001 for 10 epochs in a row."
+    ) in page
+    assert f"came at epoch {stop['best_epoch']}, whose parameters are restored" in page
+    # a run that never stops says so
+    _, _, solver = trained("cs231n_solver")
+    assert solver.stopping["ran"] == 60 and not solver.stopping["stopped"]

@@ -106,7 +106,8 @@ def loss_fn(out, y):
 
 def train(model, data, epochs=EPOCHS, quiet=False):
     """Train the model in place; return the loss of every step (on that step's
-    batch, before its update). Stops when the loss is no longer a finite number."""
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     optimizer = torch.optim.Adam(
         model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=EPS

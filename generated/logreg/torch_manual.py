@@ -120,8 +120,8 @@ def optimizer_step(params, grads):
 
 
 def batches(x, y, shuffle_rng):
-    """One epoch's mini-batches of BATCH_SIZE rows, in a new order each epoch (the
-    shuffle stream); the last one may be shorter."""
+    """One epoch's mini-batches of BATCH_SIZE rows, in a new order each epoch
+    (the shuffle stream); the last one may be shorter."""
     order = torch.from_numpy(shuffle_rng.permutation(len(x)))
     for start in range(0, len(x), BATCH_SIZE):
         batch = order[start : start + BATCH_SIZE]
@@ -129,8 +129,9 @@ def batches(x, y, shuffle_rng):
 
 
 def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update). Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     shuffle_rng = np.random.default_rng([seed, 2])  # the shuffle stream
     losses = []

@@ -24,6 +24,8 @@ EPOCHS = 30
 BATCH_SIZE = 32
 LOG_EVERY = 3
 LR = 0.1
+STEP_SIZE = 510
+GAMMA = 0.1
 
 
 def load_data(seed=SEED):
@@ -250,39 +252,61 @@ def backward(params, cache, y):
     return grads, {"logits": d_logits, "h": d_h, "bn": d_bn, "fc1": d_fc1, "emb": d_emb}
 
 
-def optimizer_step(params, grads):
-    """One step of torch.optim.SGD(lr=LR): the same formulas in the same order."""
+def optimizer_step(params, grads, lr):
+    """One step of torch.optim.SGD(lr=LR): the same formulas in the same order,
+    with lr the learning rate of this step (the schedule's; torch reads it from
+    optimizer.param_groups[0]["lr"] at each step)."""
     for name, p in params.items():
         g = grads[name]
         # p ← p − lr·g
-        p -= LR * g
+        p -= lr * g
+
+
+def scheduled_lr(lr, t):
+    """torch.optim.lr_scheduler.StepLR written out: the learning rate after
+    the scheduler's t-th step (one per step), from the one before (lr), as
+    torch computes it.
+
+    lr_t = LR·γ^⌊t / step_size⌋ with γ = GAMMA = 0.1 and step_size = STEP_SIZE =
+    510: the lr is multiplied by γ every 510 steps.
+    """
+    # lr_t = γ·lr_{t−1} when t is a multiple of step_size, else lr_{t−1}
+    if t % STEP_SIZE == 0:
+        return lr * GAMMA
+    return lr
 
 
 def batches(x, y, shuffle_rng):
-    """One epoch's mini-batches of BATCH_SIZE rows, in a new order each epoch (the
-    shuffle stream); the last one may be shorter."""
-    order = shuffle_rng.permutation(len(x))
-    for start in range(0, len(x), BATCH_SIZE):
-        batch = order[start : start + BATCH_SIZE]
-        yield x[batch], y[batch]
+    """One epoch's mini-batches: max(n_train // BATCH_SIZE, 1) of them, each of
+    BATCH_SIZE rows drawn with replacement from the shuffle stream (a row may
+    come twice in a batch, and some rows not at all in an epoch)."""
+    for _ in range(max(len(x) // BATCH_SIZE, 1)):
+        rows = shuffle_rng.integers(0, len(x), BATCH_SIZE)
+        yield x[rows], y[rows]
 
 
 def train(params, buffers, data, epochs=EPOCHS, seed=SEED, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update). Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update) and the learning rate each step used. Stops when
+    the loss is no longer a finite number."""
     x, y = data["train"]
     shuffle_rng = np.random.default_rng([seed, 2])  # the shuffle stream
-    losses = []
+    lr = LR  # the learning rate of the first step
+    t = 0  # the scheduler's steps so far (torch's last_epoch)
+    losses, lrs = [], []
     for epoch in range(1, epochs + 1):
         first = len(losses)
         for xb, yb in batches(x, y, shuffle_rng):
             out, cache = forward(params, buffers, xb, training=True)
+            lrs.append(lr)  # the lr this step uses
             loss = float(loss_fn(out, yb))
             losses.append(loss)
             if not math.isfinite(loss):
-                return losses  # training diverged; main() says so
+                return losses, lrs  # training diverged; main() says so
             grads, _ = backward(params, cache, yb)
-            optimizer_step(params, grads)
+            optimizer_step(params, grads, lr)
+            t += 1
+            lr = scheduled_lr(lr, t)  # after every step, as scheduler.step()
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = sum(losses[first:]) / (len(losses) - first)
             # the last line says which loss it is: the report after it is another
@@ -294,7 +318,7 @@ def train(params, buffers, data, epochs=EPOCHS, seed=SEED, quiet=False):
             print(
                 f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
             )
-    return losses
+    return losses, lrs
 
 
 def report(params, buffers, data):
@@ -392,12 +416,13 @@ def main(argv=None):
         arrays.update({f"grads0/{name}": g for name, g in grads0.items()})
         arrays.update({f"step0/{name}": v for name, v in tensors.items()})
         arrays.update({f"step0/d_{name}": g for name, g in tensor_grads.items()})
-    losses = train(params, buffers, data, args.epochs, args.seed, args.quiet)
+    losses, lrs = train(params, buffers, data, args.epochs, args.seed, args.quiet)
     diverged = not math.isfinite(losses[-1])
     if not args.quiet and not diverged:
         report(params, buffers, data)
     if args.dump:
         arrays["losses"] = np.array(losses)
+        arrays["lrs"] = np.array(lrs)
         arrays.update({f"final/{name}": v for name, v in {**params, **buffers}.items()})
         save_dump(args.dump, arrays)
     if diverged:

@@ -213,12 +213,12 @@ def test_every_quantity_is_dumped(dumps):
     ]
     tensors = ["x", "emb", "fc1", "bn", "h", "logits"]
     tensor_grads = ["logits", "h", "bn", "fc1", "emb"]
-    expected = {"x", "y", "out0", "losses"}
+    expected = {"x", "y", "out0", "losses", "lrs"}
     expected |= {f"grads0/{p}" for p in params}
     expected |= {f"{prefix}/{s}" for prefix in ("init", "final") for s in state}
     expected |= {f"step0/{t}" for t in tensors} | {f"step0/d_{t}" for t in tensor_grads}
     assert keys == expected
-    assert len(dumps["numpy_backprop"]["losses"]) == 1050
+    assert len(dumps["numpy_backprop"]["losses"]) == 1020
 
 
 def estimates(loss, flat, i, h):

@@ -9,9 +9,10 @@ same numbers, each beside the idiomatic line it replaces:
 - the initial parameters come from NumPy's init stream, loaded in main() by
   model.load_state_dict(init_params(seed)); idiomatic: torch.manual_seed(seed)
   and the layers' own init, which draws from torch's generator
-- the mini-batches are cut by hand in batches(), in the order of
-  NumPy's shuffle stream; idiomatic: DataLoader(TensorDataset(x, y),
-  batch_size=BATCH_SIZE, shuffle=True), whose order would come from torch's generator
+- the mini-batches are drawn with replacement from NumPy's shuffle stream in
+  batches(); idiomatic: DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE,
+  sampler=RandomSampler(x, replacement=True, num_samples=...)), whose rows
+  would come from torch's generator
 
 Read it from the top; what runs this file from the command line, and writes
 the arrays the cross-test compares, comes last.
@@ -35,6 +36,8 @@ EPOCHS = 30
 BATCH_SIZE = 32
 LOG_EVERY = 3
 LR = 0.1
+STEP_SIZE = 510
+GAMMA = 0.1
 
 
 def load_data(seed=SEED):
@@ -120,34 +123,39 @@ def loss_fn(out, y):
 
 
 def batches(x, y, shuffle_rng):
-    """One epoch's mini-batches of BATCH_SIZE rows, in a new order each epoch (the
-    shuffle stream); the last one may be shorter.
-    Idiomatic: DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=True),
-    whose order would come from torch's generator."""
-    order = torch.from_numpy(shuffle_rng.permutation(len(x)))
-    for start in range(0, len(x), BATCH_SIZE):
-        batch = order[start : start + BATCH_SIZE]
-        yield x[batch], y[batch]
+    """One epoch's mini-batches: max(n_train // BATCH_SIZE, 1) of them, each of
+    BATCH_SIZE rows drawn with replacement from the shuffle stream (a row may
+    come twice in a batch, and some rows not at all in an epoch). Idiomatic:
+    torch.randint(0, len(x), (BATCH_SIZE,)), from torch's generator."""
+    for _ in range(max(len(x) // BATCH_SIZE, 1)):
+        rows = torch.from_numpy(shuffle_rng.integers(0, len(x), BATCH_SIZE))
+        yield x[rows], y[rows]
 
 
 def train(model, data, epochs=EPOCHS, seed=SEED, quiet=False):
     """Train the model in place; return the loss of every step (on that step's
-    batch, before its update). Stops when the loss is no longer a finite number."""
+    batch, before its update) and the learning rate each step used. Stops when
+    the loss is no longer a finite number."""
     x, y = data["train"]
     shuffle_rng = np.random.default_rng([seed, 2])  # the shuffle stream
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=STEP_SIZE, gamma=GAMMA
+    )
     model.train()
-    losses = []
+    losses, lrs = [], []
     for epoch in range(1, epochs + 1):
         first = len(losses)
         for xb, yb in batches(x, y, shuffle_rng):
             optimizer.zero_grad()
             loss = loss_fn(model(xb), yb)
             losses.append(loss.item())
+            lrs.append(optimizer.param_groups[0]["lr"])  # the lr this step uses
             if not math.isfinite(losses[-1]):
-                return losses  # training diverged; main() says so
+                return losses, lrs  # training diverged; main() says so
             loss.backward()
             optimizer.step()
+            scheduler.step()  # the next lr, into optimizer.param_groups
         if not quiet and (epoch % LOG_EVERY == 0 or epoch == epochs):
             epoch_loss = sum(losses[first:]) / (len(losses) - first)
             # the last line says which loss it is: the report after it is another
@@ -159,7 +167,7 @@ def train(model, data, epochs=EPOCHS, seed=SEED, quiet=False):
             print(
                 f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {epoch_loss:.6f}{when}"
             )
-    return losses
+    return losses, lrs
 
 
 @torch.no_grad()
@@ -283,12 +291,13 @@ def main(argv=None):
         arrays.update({f"grads0/{name}": g for name, g in grads0.items()})
         arrays.update({f"step0/{name}": v for name, v in tensors.items()})
         arrays.update({f"step0/d_{name}": g for name, g in tensor_grads.items()})
-    losses = train(model, data, args.epochs, args.seed, args.quiet)
+    losses, lrs = train(model, data, args.epochs, args.seed, args.quiet)
     diverged = not math.isfinite(losses[-1])
     if not args.quiet and not diverged:
         report(model, data)
     if args.dump:
         arrays["losses"] = torch.tensor(losses, dtype=torch.float64)
+        arrays["lrs"] = torch.tensor(lrs, dtype=torch.float64)
         arrays.update({f"final/{name}": v for name, v in model.state_dict().items()})
         save_dump(args.dump, arrays)
     if diverged:

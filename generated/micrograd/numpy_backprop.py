@@ -186,8 +186,9 @@ def scheduled_lr(lr, t):
 
 
 def train(params, data, epochs=EPOCHS, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update), the learning rate each step used. Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update) and the learning rate each step used. Stops when
+    the loss is no longer a finite number."""
     x, y = data["train"]
     lr = (
         LR * START_FACTOR

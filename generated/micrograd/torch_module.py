@@ -129,7 +129,8 @@ def loss_fn(out, y, model):
 
 def train(model, data, epochs=EPOCHS, quiet=False):
     """Train the model in place; return the loss of every step (on that step's
-    batch, before its update), the learning rate each step used. Stops when the loss is no longer a finite number."""
+    batch, before its update) and the learning rate each step used. Stops when
+    the loss is no longer a finite number."""
     x, y = data["train"]
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     scheduler = torch.optim.lr_scheduler.LinearLR(

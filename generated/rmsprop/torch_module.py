@@ -101,10 +101,10 @@ def loss_fn(out, y):
 
 
 def batches(x, y, shuffle_rng):
-    """One epoch's mini-batches of BATCH_SIZE rows, in a new order each epoch (the
-    shuffle stream); the last one may be shorter.
-    Idiomatic: DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=True),
-    whose order would come from torch's generator."""
+    """One epoch's mini-batches of BATCH_SIZE rows, in a new order each epoch
+    (the shuffle stream); the last one may be shorter. Idiomatic:
+    DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=True), whose
+    order would come from torch's generator."""
     order = torch.from_numpy(shuffle_rng.permutation(len(x)))
     for start in range(0, len(x), BATCH_SIZE):
         batch = order[start : start + BATCH_SIZE]
@@ -113,7 +113,8 @@ def batches(x, y, shuffle_rng):
 
 def train(model, data, epochs=EPOCHS, seed=SEED, quiet=False):
     """Train the model in place; return the loss of every step (on that step's
-    batch, before its update). Stops when the loss is no longer a finite number."""
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     shuffle_rng = np.random.default_rng([seed, 2])  # the shuffle stream
     optimizer = torch.optim.RMSprop(

@@ -172,14 +172,16 @@ def optimizer_step(params, grads, state):
 
 
 def batches(x, y):
-    """One epoch's mini-batches of BATCH_SIZE rows, in the order of the data (not shuffled); the last one may be shorter."""
+    """One epoch's mini-batches of BATCH_SIZE rows, in the order of the data
+    (not shuffled); the last one may be shorter."""
     for start in range(0, len(x), BATCH_SIZE):
         yield x[start : start + BATCH_SIZE], y[start : start + BATCH_SIZE]
 
 
 def train(params, data, epochs=EPOCHS, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update). Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     state = init_optimizer()
     losses = []

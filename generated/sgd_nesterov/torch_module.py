@@ -102,15 +102,17 @@ def loss_fn(out, y):
 
 
 def batches(x, y):
-    """One epoch's mini-batches of BATCH_SIZE rows, in the order of the data (not shuffled); the last one may be shorter.
-    Idiomatic: DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE)."""
+    """One epoch's mini-batches of BATCH_SIZE rows, in the order of the data
+    (not shuffled); the last one may be shorter. Idiomatic:
+    DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE)."""
     for start in range(0, len(x), BATCH_SIZE):
         yield x[start : start + BATCH_SIZE], y[start : start + BATCH_SIZE]
 
 
 def train(model, data, epochs=EPOCHS, quiet=False):
     """Train the model in place; return the loss of every step (on that step's
-    batch, before its update). Stops when the loss is no longer a finite number."""
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     optimizer = torch.optim.SGD(
         model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True

@@ -99,8 +99,9 @@ def optimizer_step(params, grads):
 
 
 def train(params, data, epochs=EPOCHS, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update). Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     losses = []
     for epoch in range(1, epochs + 1):

@@ -157,8 +157,9 @@ def optimizer_step(params, grads, state):
 
 
 def train(params, data, epochs=EPOCHS, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update). Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     state = init_optimizer(params)
     losses = []

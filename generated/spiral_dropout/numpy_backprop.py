@@ -200,8 +200,9 @@ def optimizer_step(params, grads, state):
 
 
 def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
-    """Train params in place; return the loss of every step (on that step's batch,
-    before its update). Stops when the loss is no longer a finite number."""
+    """Train params in place; return the loss of every step (on that step's
+    batch, before its update). Stops when the loss is no longer a finite
+    number."""
     x, y = data["train"]
     dropout_rng = np.random.default_rng([seed, 3])  # the dropout stream
     state = init_optimizer(params)
