@@ -61,3 +61,17 @@ def test_the_command_line_reference_covers_every_command():
     commands = cli.parser()._subparsers._group_actions[0].choices
     missing = [name for name in commands if f"`mlpgen {name}" not in GENERATED]
     assert not missing, f"docs/generated-files.md does not describe {missing}"
+
+
+def test_the_sources_table_covers_the_seven_teaching_sources():
+    """docs/sources.md: one row per source, each naming the specs that
+    reproduce it (their links are checked above) and what still differs."""
+    text = (ROOT / "docs" / "sources.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    sources = [row.split(" | ")[0].removeprefix("| ") for row in rows]
+    for name in ("Learning PyTorch with Examples", "micrograd", "makemore",
+                 "CS231n", "d2l.ai", "MLPClassifier", "network.py"):  # fmt: skip
+        assert sum(name in s for s in sources) == 1, name
+    for row in rows:
+        cells = row.strip("|").split(" | ")
+        assert len(cells) == 4 and "](../specs/" in cells[1] and cells[3].strip()
