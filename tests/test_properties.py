@@ -241,6 +241,38 @@ def specs(draw) -> dict:
         "batch_size": batch_size,
         "shuffle": draw(st.booleans()),
     }
+    # the training loop's features (test_training_loop.py has a spec of each)
+    schedule = draw(
+        st.sampled_from(
+            [
+                None,
+                None,
+                {"type": "step", "step_size": 2, "gamma": 0.5},
+                {"type": "exponential", "gamma": 0.9},
+                {"type": "cosine", "t_max": 3, "eta_min": 0.001},
+                {"type": "linear", "start_factor": 0.5, "total_iters": 3},
+            ]
+        )
+    )
+    if schedule is not None:
+        train["schedule"] = {
+            **schedule,
+            "every": draw(st.sampled_from(["epoch", "step"])),
+        }
+    if batch_size != "full" and draw(st.booleans()):
+        train["sampling"] = "with_replacement"  # each step draws its own rows
+        del train["shuffle"]
+    if draw(st.booleans()):
+        train["clip_grad_norm"] = draw(st.sampled_from([0.1, 1.0]))
+    if draw(st.booleans()):
+        val = "split" in data and draw(st.booleans())
+        if val:
+            data["split"] = {"train": 0.75, "val": 0.25}
+        train["early_stopping"] = {
+            "monitor": "val_loss" if val else "train_loss",
+            "patience": 1,
+            "restore_best": draw(st.booleans()),
+        }
     if (loss_type != "mse" or outputs > 1) and draw(st.booleans()):
         train["metrics"] = ["accuracy"]
     return {
@@ -263,7 +295,7 @@ def specs(draw) -> dict:
 # in one gradient can grow over the steps (Adam or RMSprop divide by √v + ε, and
 # a gradient near 0 makes that division sensitive), so they are compared against
 # the growth the network shows on its own, not only against the fixed tolerance.
-TRAINED = ("losses", "final")
+TRAINED = ("losses", "final", "history")
 
 
 def roundoff_growth(folder: Path, nb, ref: dict, dtype: str, runs: int = 4) -> float:
