@@ -19,7 +19,17 @@ import jinja2
 
 from .autodiff import Program, loss_comments, loss_ctx, param
 from .data import label_targets
-from .expr import FUNCS, Const, Sym, math_text, numpy_code, numpy_helpers, torch_code
+from .expr import (
+    FUNCS,
+    Const,
+    Expr,
+    Sym,
+    call,
+    math_text,
+    numpy_code,
+    numpy_helpers,
+    torch_code,
+)
 from .ops import LOSSES, accuracy_rule
 from .spec import class_name
 from .text import comment, docstring, markdown, shell_word, table_cell
@@ -227,6 +237,149 @@ def _optimizer(spec) -> dict:
     }
 
 
+def _update(
+    target: Sym,
+    value: Expr,
+    printer,
+    statement: str = "",
+    label: str = "",
+    textbook: Expr | None = None,
+    why: str = "",
+) -> dict:
+    """One line of the optimizer's update, its comment and its code printed
+    from the same expression: ``target ← value``, after ``label`` when given.
+    ``statement`` is the line as written when it is not ``target = value``
+    (an in-place form such as ``p -= …`` or torch's ``p.add_(…)``, built by the
+    caller from the same pieces). With ``textbook``, the textbook's formula
+    comes first, then "PyTorch evaluates it as" ``value``, ``why``."""
+    code = printer(value)
+    formula = f"{target.math} ← {math_text(value)}"
+    if textbook is not None:
+        comments = [f"{target.math} ← {math_text(textbook)}"]
+        comments += textwrap.wrap(f"PyTorch evaluates it as {formula}, {why}", 76)
+    else:
+        comments = [f"{label}: {formula}" if label else formula]
+    return {
+        "comments": comments,
+        "target": target.code,
+        "code": code,
+        "statement": statement or f"{target.code} = {code}",
+    }
+
+
+def _optimizer_lines(spec, xp: str) -> dict:
+    """The optimizer's update of one parameter p with gradient g, line by line,
+    each printed from the expression IR with its formula above it (the test
+    of tests/test_comments.py holds them together). The code is the one torch
+    runs, operation for operation; where torch's form differs from the
+    textbook's (Adam's bias corrections, the lerp of a running mean), the
+    textbook's formula comes first."""
+    o = spec.train.optimizer
+    printer = numpy_code if xp == "np" else torch_code
+    lr = Sym("lr" if spec.train.schedule else "LR", "lr", scalar=True)
+    p, g = Sym("p", "p"), Sym("g", "g")
+    wd = Sym("WEIGHT_DECAY", "wd", scalar=True)
+    mu = Sym("MOMENTUM", "μ", scalar=True)
+    out: dict = {}
+    if o.weight_decay and o.type != "adamw":
+        label = "weight decay, the coupled (L2) form"
+        out["decay"] = _update(g, g + wd * p, printer, label=label)
+    if o.type == "sgd":
+        b = Sym("state[name]", "b")
+        copy = "copy()" if xp == "np" else "clone()"
+        out["first_buffer"] = _update(
+            b, g, printer, f"state[name] = g.{copy}", label="momentum buffer, step 1"
+        )
+        tau = Sym("DAMPENING", "τ", scalar=True)
+        fresh = (1 - tau) * g if o.dampening else g
+        out["buffer"] = _update(b, mu * b + fresh, printer, label="then")
+        if o.nesterov:
+            out["direction"] = _update(g, g + mu * b, printer, label="Nesterov")
+        else:
+            out["direction"] = _update(g, b, printer, label="the step follows b")
+        if xp == "torch":  # torch.optim.SGD: one pass, no temporary
+            statement = f"p.add_({printer(g)}, alpha=-{printer(lr)})"
+        else:
+            statement = f"p -= {printer(lr * g)}"
+        out["step"] = _update(p, p - lr * g, printer, statement)
+    elif o.type in ("adam", "adamw"):
+        m, v = Sym("exp_avg", "m"), Sym("exp_avg_sq", "v")
+        b1, b2 = Sym("BETA1", "β₁", scalar=True), Sym("BETA2", "β₂", scalar=True)
+        eps = Sym("EPS", "ε", scalar=True)
+        if o.type == "adamw":
+            out["decay"] = _update(
+                p,
+                p * (1 - lr * wd),
+                printer,
+                f"p *= {printer(1 - lr * wd)}",
+                label="decoupled weight decay",
+            )
+        out["m"] = _update(
+            m,
+            m + (1 - b1) * (g - m),
+            printer,
+            textbook=b1 * m + (1 - b1) * g,
+            why="as exp_avg.lerp_ does",
+        )
+        out["v"] = _update(v, b2 * v + (1 - b2) * g * g, printer)
+        v_used = v
+        if o.amsgrad:
+            vmax = Sym("max_exp_avg_sq", "v_max")
+            out["vmax"] = _update(
+                vmax,
+                call("maximum", vmax, v),
+                printer,
+                label="AMSGrad, the largest v so far",
+            )
+            v_used = vmax
+        d = Sym("denom", "d")
+        c2 = Sym("bias_correction2_sqrt", "√(1 − β₂ᵗ)", scalar=True)
+        out["denom"] = _update(d, call("sqrt", v_used) / c2 + eps, printer)
+        size = Sym("step_size", "lr/(1 − β₁ᵗ)", scalar=True)
+        b1t, b2t = Sym("_", "β₁ᵗ", scalar=True), Sym("_", "β₂ᵗ", scalar=True)
+        m_hat, v_hat = m / (1 - b1t), v_used / (1 - b2t)  # the paper's (math only)
+        out["step"] = _update(
+            p,
+            p - size * m / d,
+            printer,
+            f"p -= {printer(size * m / d)}",
+            textbook=p - lr * m_hat / (call("sqrt", v_hat) + eps),
+            why="the bias corrections folded into step_size and d, ε added "
+            "after the division by √(1 − β₂ᵗ) (torch's order of operations)",
+        )
+    else:  # rmsprop
+        alpha = Sym("ALPHA", "α", scalar=True)
+        eps = Sym("EPS", "ε", scalar=True)
+        v, s = Sym("square_avg", "v"), Sym("avg", "s")
+        out["v"] = _update(v, alpha * v + (1 - alpha) * g * g, printer)
+        if o.centered:
+            gbar = Sym("grad_avg", "ḡ")
+            out["gbar"] = _update(
+                gbar,
+                gbar + (1 - alpha) * (g - gbar),
+                printer,
+                textbook=alpha * gbar + (1 - alpha) * g,
+                why="as grad_avg.lerp_ does",
+            )
+            out["avg"] = _update(
+                s,
+                call("sqrt", v - gbar * gbar) + eps,
+                printer,
+                label="centered (the variance of g, not its second moment)",
+            )
+        else:
+            out["avg"] = _update(s, call("sqrt", v) + eps, printer)
+        if o.momentum:
+            b = Sym("momentum_buffer", "b")
+            out["buffer"] = _update(b, mu * b + g / s, printer)
+            out["step"] = _update(p, p - lr * b, printer, f"p -= {printer(lr * b)}")
+        else:
+            out["step"] = _update(
+                p, p - lr * g / s, printer, f"p -= {printer(lr * g / s)}"
+            )
+    return out
+
+
 def _line(code: str, comment: str = "") -> dict:
     """A line of written-out code, and its comment wrapped to a few short lines."""
     return {"code": code, "comments": textwrap.wrap(comment, 76)}
@@ -328,6 +481,8 @@ def _schedule(spec) -> dict | None:
         "torch_class": cls,
         "signature": f"{cls}(optimizer, {args})",
         "closed_form": textwrap.wrap(closed, 76),
+        # ExponentialLR needs only the lr before (lr·γ): no step count
+        "uses_t": s.type != "exponential",
         "lines": lines,
         "start": start,
     }
@@ -622,6 +777,7 @@ def context(prog: Program) -> dict:
         ),
         "log_every": log_every,
         "opt": _optimizer(spec),
+        "opt_lines": {xp: _optimizer_lines(spec, xp) for xp in ("np", "torch")},
         "class_weight": repr([float(w) for w in weight])
         if weight is not None
         else None,

@@ -41,11 +41,6 @@ NOT_IR = {
     r"^\S+ \([\d, ]+\): \w+, .*fan": "init note (emit._init_note)",
     # the data recipes (data.py), above a block of code rather than one line
     r"^A teacher network makes the targets: y = ": "data recipe",
-    # the optimizer's update, hand-written in _common.j2 until the loop track
-    # prints it from the IR (then these pairs are in the IR's and checked)
-    r"^(p|m|v|b|g|avg) ← |^momentum buffer: |^weight decay, |^decoupled weight decay: |^centered: ": (
-        "optimizer update (template text)"
-    ),
     # the lr schedule's recursion, hand-written in _common.j2 by the loop track
     r"^lr_t = ": "lr schedule (template text)",
 }
@@ -58,7 +53,10 @@ def ir_pairs(ctx) -> set[tuple[str, str]]:
     def walk(node) -> None:
         if isinstance(node, dict):
             if {"comments", "target", "code"} <= node.keys():
-                stmt = normalize(f"{node['target']} = {node['code']}")
+                # the line as written ("statement": an in-place update such
+                # as p -= lr * g), else target = code
+                written = node.get("statement", f"{node['target']} = {node['code']}")
+                stmt = normalize(written)
                 for c in node["comments"]:
                     pairs.add((c, stmt))
             for v in node.values():

@@ -293,3 +293,54 @@ def test_a_broadcast_is_shown_as_the_code_writes_it():
     ) in page
     # the column slice's row is not listed for it
     assert "| `a[:, i:j]` |" not in page
+
+
+# ------------------------------------------------- the optimizer's update lines
+
+
+def _update_block(spec: str, name: str = "numpy_backprop.py") -> str:
+    source = (GALLERY / spec / name).read_text()
+    return source[source.index("    for name, p in params.items():") :].split("\n\n")[0]
+
+
+def test_centered_rmsprop_says_what_each_line_divides_by():
+    """The comment above each update line is that line's formula: the centered
+    s = √(v − ḡ²) + ε has a line and a formula of its own, and the momentum
+    buffer divides by s, not by √v + ε."""
+    block = _update_block("rmsprop")
+    assert (
+        "        # centered (the variance of g, not its second moment): s ← √(v − ḡ ⊙ ḡ) + ε\n"
+        "        avg = np.sqrt(square_avg - grad_avg * grad_avg) + EPS\n"
+    ) in block
+    assert (
+        "        # b ← μ · b + g/s\n"
+        "        momentum_buffer = MOMENTUM * momentum_buffer + g / avg\n"
+    ) in block
+    # the running mean of g: the textbook's form first, then torch's lerp
+    assert (
+        "        # ḡ ← α · ḡ + (1 − α) · g\n"
+        "        # PyTorch evaluates it as ḡ ← ḡ + (1 − α) · (g − ḡ), as grad_avg.lerp_ does\n"
+        "        grad_avg = grad_avg + (1 - ALPHA) * (g - grad_avg)\n"
+    ) in block
+    assert "√v + ε" not in block
+
+
+def test_sgd_momentum_names_no_dampening_it_does_not_have():
+    block = _update_block("sgd_nesterov", "torch_manual.py")
+    assert "dampening" not in block and "τ" not in block
+    assert (
+        "            # then: b ← μ · b + g\n"
+        "            state[name] = MOMENTUM * state[name] + g\n"
+    ) in block
+    assert block.endswith("        # p ← p − lr · g\n        p.add_(g, alpha=-LR)")
+
+
+def test_adam_shows_the_papers_update_before_torchs():
+    block = _update_block("adamw")
+    assert (
+        "        # m ← β₁ · m + (1 − β₁) · g\n"
+        "        # PyTorch evaluates it as m ← m + (1 − β₁) · (g − m), as exp_avg.lerp_ does\n"
+        "        exp_avg = exp_avg + (1 - BETA1) * (g - exp_avg)\n"
+    ) in block
+    assert "        # p ← p − lr · (m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε)\n" in block
+    assert "        # decoupled weight decay: p ← p · (1 − lr · wd)\n" in block

@@ -158,7 +158,12 @@ def test_the_written_out_schedule_is_torch_over_many_periods(kind, tmp_path):
         ours = []
         for t in range(1, 61):
             ours.append(lr)
-            lr = module.scheduled_lr(lr, t)
+            # ExponentialLR reads only the lr before (no step count)
+            lr = (
+                module.scheduled_lr(lr, t)
+                if kind != "exponential"
+                else module.scheduled_lr(lr)
+            )
         assert ours == torch_lrs(SCHEDULES[kind], 60), impl
 
 
@@ -344,3 +349,38 @@ def test_warnings_of_the_training_loop(tmp_path):
     del spec["train"]["early_stopping"]
     path.write_text(json.dumps(spec))
     assert not dict(warnings(build(path)))
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEDULES))
+@pytest.mark.parametrize("batch_size", ["full", 5])
+@pytest.mark.parametrize("every", ["step", "epoch"])
+def test_the_schedule_code_has_no_unused_step_count(kind, batch_size, every, tmp_path):
+    """The written-out schedule takes the step count t only where its formula
+    reads it (ExponentialLR multiplies the lr before), and a full batch, one
+    step per epoch, counts its steps by the epoch: no argument, counter or
+    loop index a learner would wonder about (ruff's ARG and SIM113 clean), and
+    the lr of every step still torch's."""
+    schedule = {**SCHEDULES[kind], "every": every}
+    spec = tiny({"optimizer": OPTIMIZERS["sgd_momentum"], "schedule": schedule})
+    spec["train"]["batch_size"] = batch_size
+    _, folder = compile_to(spec, tmp_path)
+    files = [str(folder / f"{impl}.py") for impl in IMPLEMENTATIONS]
+    lint = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select",
+         "F,E9,ARG,SIM113", *files],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout
+    source = (folder / "numpy_backprop.py").read_text()
+    reads_t = kind != "exponential"
+    assert ("def scheduled_lr(lr, t):" in source) == reads_t
+    assert ("t += 1" in source) == (reads_t and every == "step" and batch_size == 5)
+    steps = 4 * (1 if batch_size == "full" else 3)
+    lrs = run_all(folder)["numpy_backprop"]["lrs"].tolist()
+    if every == "step":
+        assert lrs == torch_lrs(schedule, steps, 0.1)
+    else:  # stepped once per epoch: every step of an epoch uses the same lr
+        per_epoch = steps // 4
+        assert lrs == [
+            lr for lr in torch_lrs(schedule, 4, 0.1) for _ in range(per_epoch)
+        ]

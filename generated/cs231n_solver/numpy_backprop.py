@@ -210,17 +210,23 @@ def optimizer_step(params, grads, state, lr):
     for name, p in params.items():
         g = grads[name]
         exp_avg, exp_avg_sq = state["exp_avg"][name], state["exp_avg_sq"][name]
-        # m ← m + (1 − β₁)·(g − m), torch's exp_avg.lerp_(g, 1 − β₁)
-        exp_avg += (1 - BETA1) * (g - exp_avg)
-        # v ← β₂·v + (1 − β₂)·g⊙g
-        exp_avg_sq *= BETA2
-        exp_avg_sq += (1 - BETA2) * g * g
+        # m ← β₁ · m + (1 − β₁) · g
+        # PyTorch evaluates it as m ← m + (1 − β₁) · (g − m), as exp_avg.lerp_ does
+        exp_avg = exp_avg + (1 - BETA1) * (g - exp_avg)
+        # v ← β₂ · v + (1 − β₂) · g ⊙ g
+        exp_avg_sq = BETA2 * exp_avg_sq + (1 - BETA2) * g * g
+        # d ← √(v)/√(1 − β₂ᵗ) + ε
         denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + EPS
-        # p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+        # p ← p − lr · (m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε)
+        # PyTorch evaluates it as p ← p − lr/(1 − β₁ᵗ) · m/d, the bias corrections
+        # folded into step_size and d, ε added after the division by √(1 − β₂ᵗ)
+        # (torch's order of operations)
         p -= step_size * exp_avg / denom
+        # the new moments, kept for the next step
+        state["exp_avg"][name], state["exp_avg_sq"][name] = exp_avg, exp_avg_sq
 
 
-def scheduled_lr(lr, t):
+def scheduled_lr(lr):
     """torch.optim.lr_scheduler.ExponentialLR written out: the learning rate after
     the scheduler's t-th step (one per epoch), from the one before (lr), as
     torch computes it.
@@ -274,7 +280,7 @@ def train(params, data, epochs=EPOCHS, seed=SEED, quiet=False):
                 return losses, lrs, history  # training diverged; main() says so
             grads, _ = backward(params, cache, yb)
             optimizer_step(params, grads, state, lr)
-        lr = scheduled_lr(lr, epoch)  # after every epoch, as scheduler.step()
+        lr = scheduled_lr(lr)  # after every epoch, as scheduler.step()
         value = monitored(params, data)
         history.append(value)
         if value - best > MIN_DELTA:  # better than the best by more than MIN_DELTA

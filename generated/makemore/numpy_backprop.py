@@ -258,7 +258,7 @@ def optimizer_step(params, grads, lr):
     optimizer.param_groups[0]["lr"] at each step)."""
     for name, p in params.items():
         g = grads[name]
-        # p ← p − lr·g
+        # p ← p − lr · g
         p -= lr * g
 
 

@@ -236,8 +236,8 @@ def optimizer_step(params, grads, lr):
     optimizer.param_groups[0]["lr"] at each step)."""
     for name, p in params.items():
         g = grads[name]
-        # p ← p − lr·g
-        p.add_(g, alpha=-lr)  # as torch.optim.SGD writes it: one pass, no temporary
+        # p ← p − lr · g
+        p.add_(g, alpha=-lr)
 
 
 def scheduled_lr(lr, t):

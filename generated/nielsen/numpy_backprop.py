@@ -139,7 +139,7 @@ def optimizer_step(params, grads):
     """One step of torch.optim.SGD(lr=LR): the same formulas in the same order."""
     for name, p in params.items():
         g = grads[name]
-        # p ← p − lr·g
+        # p ← p − lr · g
         p -= LR * g
 
 

@@ -136,8 +136,8 @@ def optimizer_step(params, grads):
     """One step of torch.optim.SGD(lr=LR): the same formulas in the same order."""
     for name, p in params.items():
         g = grads[name]
-        # p ← p − lr·g
-        p.add_(g, alpha=-LR)  # as torch.optim.SGD writes it: one pass, no temporary
+        # p ← p − lr · g
+        p.add_(g, alpha=-LR)
 
 
 def batches(x, y, shuffle_rng):

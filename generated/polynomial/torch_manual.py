@@ -108,12 +108,14 @@ def optimizer_step(params, grads, state):
     for name, p in params.items():
         g = grads[name]
         square_avg = state["square_avg"][name]
-        # v ← α·v + (1 − α)·g⊙g
-        square_avg *= ALPHA
-        square_avg += (1 - ALPHA) * g * g
+        # v ← α · v + (1 − α) · g ⊙ g
+        square_avg = ALPHA * square_avg + (1 - ALPHA) * g * g
+        # s ← √(v) + ε
         avg = torch.sqrt(square_avg) + EPS
-        # p ← p − lr · g / (√v + ε)
+        # p ← p − lr · g/s
         p -= LR * g / avg
+        # the running averages, kept for the next step
+        state["square_avg"][name] = square_avg
 
 
 def train(params, data, epochs=EPOCHS, quiet=False):

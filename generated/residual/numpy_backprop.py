@@ -237,14 +237,20 @@ def optimizer_step(params, grads, state):
     for name, p in params.items():
         g = grads[name]
         exp_avg, exp_avg_sq = state["exp_avg"][name], state["exp_avg_sq"][name]
-        # m ← m + (1 − β₁)·(g − m), torch's exp_avg.lerp_(g, 1 − β₁)
-        exp_avg += (1 - BETA1) * (g - exp_avg)
-        # v ← β₂·v + (1 − β₂)·g⊙g
-        exp_avg_sq *= BETA2
-        exp_avg_sq += (1 - BETA2) * g * g
+        # m ← β₁ · m + (1 − β₁) · g
+        # PyTorch evaluates it as m ← m + (1 − β₁) · (g − m), as exp_avg.lerp_ does
+        exp_avg = exp_avg + (1 - BETA1) * (g - exp_avg)
+        # v ← β₂ · v + (1 − β₂) · g ⊙ g
+        exp_avg_sq = BETA2 * exp_avg_sq + (1 - BETA2) * g * g
+        # d ← √(v)/√(1 − β₂ᵗ) + ε
         denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + EPS
-        # p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+        # p ← p − lr · (m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε)
+        # PyTorch evaluates it as p ← p − lr/(1 − β₁ᵗ) · m/d, the bias corrections
+        # folded into step_size and d, ε added after the division by √(1 − β₂ᵗ)
+        # (torch's order of operations)
         p -= step_size * exp_avg / denom
+        # the new moments, kept for the next step
+        state["exp_avg"][name], state["exp_avg_sq"][name] = exp_avg, exp_avg_sq
 
 
 def train(params, data, epochs=EPOCHS, quiet=False):

@@ -130,18 +130,23 @@ def optimizer_step(params, grads, state):
     for name, p in params.items():
         g = grads[name]
         square_avg = state["square_avg"][name]
-        # v ← α·v + (1 − α)·g⊙g
-        square_avg *= ALPHA
-        square_avg += (1 - ALPHA) * g * g
-        # centered: subtract the squared running mean of g, ḡ ← ḡ + (1 − α)·(g − ḡ)
+        # v ← α · v + (1 − α) · g ⊙ g
+        square_avg = ALPHA * square_avg + (1 - ALPHA) * g * g
         grad_avg = state["grad_avg"][name]
-        grad_avg += (1 - ALPHA) * (g - grad_avg)
+        # ḡ ← α · ḡ + (1 − α) · g
+        # PyTorch evaluates it as ḡ ← ḡ + (1 − α) · (g − ḡ), as grad_avg.lerp_ does
+        grad_avg = grad_avg + (1 - ALPHA) * (g - grad_avg)
+        # centered (the variance of g, not its second moment): s ← √(v − ḡ ⊙ ḡ) + ε
         avg = torch.sqrt(square_avg - grad_avg * grad_avg) + EPS
-        # b ← μ·b + g / (√v + ε);  p ← p − lr·b
         momentum_buffer = state["momentum_buffer"][name]
-        momentum_buffer *= MOMENTUM
-        momentum_buffer += g / avg
+        # b ← μ · b + g/s
+        momentum_buffer = MOMENTUM * momentum_buffer + g / avg
+        # p ← p − lr · b
         p -= LR * momentum_buffer
+        # the running averages, kept for the next step
+        state["square_avg"][name] = square_avg
+        state["grad_avg"][name] = grad_avg
+        state["momentum_buffer"][name] = momentum_buffer
 
 
 def batches(x, y, shuffle_rng):

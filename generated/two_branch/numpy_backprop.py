@@ -201,14 +201,15 @@ def optimizer_step(params, grads, state):
     """One step of torch.optim.SGD(lr=LR, momentum=MOMENTUM): the same formulas in the same order."""
     for name, p in params.items():
         g = grads[name]
-        # momentum buffer: b ← g at the first step, then b ← μ·b + (1 − dampening)·g
         if name not in state:
+            # momentum buffer, step 1: b ← g
             state[name] = g.copy()
         else:
-            state[name] *= MOMENTUM
-            state[name] += g
+            # then: b ← μ · b + g
+            state[name] = MOMENTUM * state[name] + g
+        # the step follows b: g ← b
         g = state[name]
-        # p ← p − lr·g
+        # p ← p − lr · g
         p -= LR * g
 
 
