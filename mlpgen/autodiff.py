@@ -255,10 +255,19 @@ def _forward_pass(
     ]
     shape = shape_str(layer.out_features)
     target = names.value(layer.name)
-    lines.append(
-        Line(target, e, (_comment(target, e, shape),), "forward", layer.name, shape)
-    )
+    comments = (_comment(target, e, shape),)
+    if layer.op.textbook is not None:
+        comments = _readings(target, layer.op.textbook(c), e, shape, layer.op.why)
+    lines.append(Line(target, e, comments, "forward", layer.name, shape))
     return lines
+
+
+def _readings(target: Sym, book: Expr, e: Expr, shape: str, why: str) -> tuple:
+    """The textbook's formula, then how the line below evaluates it."""
+    return (
+        _comment(target, book, shape),
+        *textwrap.wrap(f"PyTorch evaluates it as {math_text(e)}, taking {why}", 76),
+    )
 
 
 def _same(a: Line, b: Line) -> bool:
@@ -319,6 +328,10 @@ def derive(net: Network) -> Program:
     for layer in net.layers:
         train = _forward_pass(net, layer, names, True)
         value_of[layer.name] = train[-1].expr
+        if layer.op.textbook is not None:  # the "Grad of:" header's formula
+            value_of[layer.name] = layer.op.textbook(
+                _ctx(net, layer, names, training=True)
+            )
         forward += _modes(train, _forward_pass(net, layer, names, False))
     modal = any(line.mode != "both" for line in forward)
 
@@ -577,11 +590,11 @@ def _layer_backward(net, layer, names, needs, parts, header, param_line) -> list
                 parts.setdefault(src, []).append((layer.name, target))
             else:
                 target, kind = names.grad(src), "grad"
-            lines.append(
-                Line(
-                    target, e, (_comment(target, e, sshape),), kind, layer.name, sshape
-                )
-            )
+            comments = (_comment(target, e, sshape),)
+            if layer.op.textbook_vjp is not None:
+                book = layer.op.textbook_vjp(c)
+                comments = _readings(target, book, e, sshape, layer.op.why)
+            lines.append(Line(target, e, comments, kind, layer.name, sshape))
     if lines:
         first = lines[0]
         lines[0] = Line(

@@ -319,6 +319,13 @@ class Op:
     elementwise: bool = True
     reads_tokens: bool = False  # may read integer token inputs
     derivation: str = ""
+    # Two readings where the code evaluates the textbook's formula another way
+    # (as PyTorch does, for parity): the textbook's value and input gradient as
+    # IR, printed first, then the evaluated line, "PyTorch evaluates it as …,
+    # <why>" (as Loss.textbook does for the losses)
+    textbook: Callable[[Ctx], Expr] | None = None
+    textbook_vjp: Callable[[Ctx], Expr] | None = None
+    why: str = ""
 
 
 LAYERS: dict[str, Op] = {}
@@ -334,7 +341,15 @@ class NoKeys(Keys):
 
 
 def elementwise(
-    name, forward, vjp, formula, derivative, module, keys=NoKeys, derivation=""
+    name,
+    forward,
+    vjp,
+    formula,
+    derivative,
+    module,
+    keys=NoKeys,
+    derivation="",
+    **readings,
 ) -> Op:
     """An activation applied element by element (JAX's ``defjvp`` in spirit).
 
@@ -350,6 +365,7 @@ def elementwise(
             derivative=derivative,
             module=module,
             derivation=derivation,
+            **readings,
         )
     )
 
@@ -518,6 +534,16 @@ elementwise(
     "y = x if x > 0 else alpha·(exp(x) − 1)",
     "elu′(x) = 1 if x > 0 else alpha·exp(x)",
     lambda a, ins, out: f"nn.ELU({a.alpha!r})",
+    textbook=lambda c: call(
+        "where_gt", c.x, c.x, c.a.alpha * (call("exp", c.x) - 1), 0
+    ),
+    textbook_vjp=lambda c: call(
+        "where_gt", c.x, c.g, c.g * c.a.alpha * call("exp", c.x), 0
+    ),
+    why=(
+        "exp of min(x, 0), so that the branch not taken (computed too) never "
+        "overflows, and exp(x) − 1 as expm1, exact near 0"
+    ),
     derivation=(
         "x where x > 0 (slope 1), alpha·(eˣ − 1) elsewhere, whose slope is "
         "alpha·eˣ: ∂L/∂x = g where x > 0, g·alpha·eˣ elsewhere.\n"

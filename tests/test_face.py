@@ -344,3 +344,21 @@ def test_adam_shows_the_papers_update_before_torchs():
     ) in block
     assert "        # p ← p − lr · (m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε)\n" in block
     assert "        # decoupled weight decay: p ← p · (1 − lr · wd)\n" in block
+
+
+def test_elu_reads_as_the_textbook_first_then_as_torch_evaluates_it():
+    """ELU's line computes exp of min(x, 0) (the branch not taken must not
+    overflow) and expm1: the learner first sees α·(exp(x) − 1)."""
+    source = (GALLERY / "residual" / "torch_manual.py").read_text()
+    assert (
+        "    # block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(block2_fc) − 1))    (N, 16)\n"
+        "    # PyTorch evaluates it as (block2_fc if block2_fc > 0 else 0.5 ·\n"
+    ) in source
+    assert (
+        "    # Grad of: block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(block2_fc) − 1))\n"
+        in source
+    )
+    assert (
+        "    # ∂L/∂block2_fc = (∂L/∂block2_act if block2_fc > 0 else 0.5 · (∂L/∂block2_act) ⊙ exp(block2_fc))    (N, 16)\n"
+        "    # PyTorch evaluates it as (∂L/∂block2_act if block2_fc > 0 else 0.5 ·\n"
+    ) in source

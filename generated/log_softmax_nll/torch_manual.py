@@ -78,7 +78,10 @@ def forward(params, x):
     tensor it made (the cache, which the backward pass reads)."""
     # hidden = x @ hidden.weightᵀ + hidden.bias    (N, 32)
     hidden = x @ params["hidden.weight"].T + params["hidden.bias"]
-    # act = (hidden if hidden > 0 else (exp(min(hidden, 0)) − 1))    (N, 32)
+    # act = (hidden if hidden > 0 else exp(hidden) − 1)    (N, 32)
+    # PyTorch evaluates it as (hidden if hidden > 0 else (exp(min(hidden, 0)) −
+    # 1)), taking exp of min(x, 0), so that the branch not taken (computed too)
+    # never overflows, and exp(x) − 1 as expm1, exact near 0
     act = torch.where(hidden > 0, hidden, torch.expm1(torch.clamp(hidden, max=0)))
     # scores = act @ scores.weightᵀ + scores.bias    (N, 3)
     scores = act @ params["scores.weight"].T + params["scores.bias"]
@@ -118,8 +121,11 @@ def backward(params, cache, y):
     grads["scores.bias"] = d_scores.sum(dim=0)
     # ∂L/∂act = ∂L/∂scores @ scores.weight    (N, 32)
     d_act = d_scores @ params["scores.weight"]
-    # Grad of: act = (hidden if hidden > 0 else (exp(min(hidden, 0)) − 1))
-    # ∂L/∂hidden = (∂L/∂act if hidden > 0 else ∂L/∂act ⊙ exp(min(hidden, 0)))    (N, 32)
+    # Grad of: act = (hidden if hidden > 0 else exp(hidden) − 1)
+    # ∂L/∂hidden = (∂L/∂act if hidden > 0 else ∂L/∂act ⊙ exp(hidden))    (N, 32)
+    # PyTorch evaluates it as (∂L/∂act if hidden > 0 else ∂L/∂act ⊙
+    # exp(min(hidden, 0))), taking exp of min(x, 0), so that the branch not taken
+    # (computed too) never overflows, and exp(x) − 1 as expm1, exact near 0
     d_hidden = torch.where(
         hidden > 0, d_act, (d_act * torch.exp(torch.clamp(hidden, max=0)))
     )

@@ -84,7 +84,10 @@ def forward(params, x):
     h0 = stem * torch.sigmoid(stem)
     # block1_fc = h0 @ block1_fc.weightᵀ + block1_fc.bias    (N, 16)
     block1_fc = h0 @ params["block1_fc.weight"].T + params["block1_fc.bias"]
-    # block1_act = (block1_fc if block1_fc > 0 else (exp(min(block1_fc, 0)) − 1))    (N, 16)
+    # block1_act = (block1_fc if block1_fc > 0 else exp(block1_fc) − 1)    (N, 16)
+    # PyTorch evaluates it as (block1_fc if block1_fc > 0 else (exp(min(block1_fc,
+    # 0)) − 1)), taking exp of min(x, 0), so that the branch not taken (computed
+    # too) never overflows, and exp(x) − 1 as expm1, exact near 0
     block1_act = torch.where(
         block1_fc > 0, block1_fc, torch.expm1(torch.clamp(block1_fc, max=0))
     )
@@ -92,7 +95,11 @@ def forward(params, x):
     h1 = h0 + block1_act
     # block2_fc = h1 @ block2_fc.weightᵀ + block2_fc.bias    (N, 16)
     block2_fc = h1 @ params["block2_fc.weight"].T + params["block2_fc.bias"]
-    # block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(min(block2_fc, 0)) − 1))    (N, 16)
+    # block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(block2_fc) − 1))    (N, 16)
+    # PyTorch evaluates it as (block2_fc if block2_fc > 0 else 0.5 ·
+    # (exp(min(block2_fc, 0)) − 1)), taking exp of min(x, 0), so that the branch
+    # not taken (computed too) never overflows, and exp(x) − 1 as expm1, exact
+    # near 0
     block2_act = torch.where(
         block2_fc > 0, block2_fc, (0.5 * torch.expm1(torch.clamp(block2_fc, max=0)))
     )
@@ -152,8 +159,12 @@ def backward(params, cache, y):
     d_h1_from_h2 = d_h2
     # ∂L/∂block2_act = ∂L/∂h2    (N, 16)
     d_block2_act = d_h2
-    # Grad of: block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(min(block2_fc, 0)) − 1))
-    # ∂L/∂block2_fc = (∂L/∂block2_act if block2_fc > 0 else 0.5 · (∂L/∂block2_act) ⊙ exp(min(block2_fc, 0)))    (N, 16)
+    # Grad of: block2_act = (block2_fc if block2_fc > 0 else 0.5 · (exp(block2_fc) − 1))
+    # ∂L/∂block2_fc = (∂L/∂block2_act if block2_fc > 0 else 0.5 · (∂L/∂block2_act) ⊙ exp(block2_fc))    (N, 16)
+    # PyTorch evaluates it as (∂L/∂block2_act if block2_fc > 0 else 0.5 ·
+    # (∂L/∂block2_act) ⊙ exp(min(block2_fc, 0))), taking exp of min(x, 0), so that
+    # the branch not taken (computed too) never overflows, and exp(x) − 1 as
+    # expm1, exact near 0
     d_block2_fc = torch.where(
         block2_fc > 0,
         d_block2_act,
@@ -174,8 +185,11 @@ def backward(params, cache, y):
     d_h0_from_h1 = d_h1
     # ∂L/∂block1_act = ∂L/∂h1    (N, 16)
     d_block1_act = d_h1
-    # Grad of: block1_act = (block1_fc if block1_fc > 0 else (exp(min(block1_fc, 0)) − 1))
-    # ∂L/∂block1_fc = (∂L/∂block1_act if block1_fc > 0 else ∂L/∂block1_act ⊙ exp(min(block1_fc, 0)))    (N, 16)
+    # Grad of: block1_act = (block1_fc if block1_fc > 0 else exp(block1_fc) − 1)
+    # ∂L/∂block1_fc = (∂L/∂block1_act if block1_fc > 0 else ∂L/∂block1_act ⊙ exp(block1_fc))    (N, 16)
+    # PyTorch evaluates it as (∂L/∂block1_act if block1_fc > 0 else ∂L/∂block1_act
+    # ⊙ exp(min(block1_fc, 0))), taking exp of min(x, 0), so that the branch not
+    # taken (computed too) never overflows, and exp(x) − 1 as expm1, exact near 0
     d_block1_fc = torch.where(
         block1_fc > 0,
         d_block1_act,
