@@ -237,6 +237,43 @@ def _optimizer(spec) -> dict:
     }
 
 
+# The quantities of the optimizer's update: the variable of the generated code,
+# its symbol in the update's formulas, and what it is (the learning page's
+# notation lists those a spec's update uses)
+UPDATE_SYMBOLS = {
+    "p": ("p", "a parameter tensor, updated in place"),
+    "g": ("g", "its gradient ∂L/∂p, then the direction of the step"),
+    "state[name]": ("b", "SGD's momentum buffer of the parameter"),
+    "step": ("t", "the optimizer's step count, from 1"),
+    "exp_avg": ("m", "Adam's running mean of g (the first moment)"),
+    "exp_avg_sq": ("v", "Adam's running mean of g ⊙ g (the second moment)"),
+    "max_exp_avg_sq": ("v_max", "AMSGrad's largest v so far, element by element"),
+    "denom": ("d", "the denominator of Adam's step, ε included"),
+    "square_avg": ("v", "RMSprop's running mean of g ⊙ g"),
+    "grad_avg": ("ḡ", "centered RMSprop's running mean of g"),
+    "avg": ("s", "the denominator of RMSprop's step, ε included"),
+    "momentum_buffer": ("b", "RMSprop's momentum buffer of the parameter"),
+}
+
+
+def _usym(code: str) -> Sym:
+    return Sym(code, UPDATE_SYMBOLS[code][0])
+
+
+def update_symbols(spec) -> list[dict]:
+    """The rows of UPDATE_SYMBOLS that this spec's update uses."""
+    lines = _optimizer_lines(spec, "np").values()
+    written = " ".join(line["statement"] for line in lines)
+    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*(?:\[name\])?", written))
+    if spec.train.optimizer.type in ("adam", "adamw"):
+        used.add("step")  # t, in the bias corrections
+    return [
+        {"symbol": math, "meaning": meaning, "code": code}
+        for code, (math, meaning) in UPDATE_SYMBOLS.items()
+        if code in used
+    ]
+
+
 def _update(
     target: Sym,
     value: Expr,
@@ -277,7 +314,7 @@ def _optimizer_lines(spec, xp: str) -> dict:
     o = spec.train.optimizer
     printer = numpy_code if xp == "np" else torch_code
     lr = Sym("lr" if spec.train.schedule else "LR", "lr", scalar=True)
-    p, g = Sym("p", "p"), Sym("g", "g")
+    p, g = _usym("p"), _usym("g")
     wd = Sym("WEIGHT_DECAY", "wd", scalar=True)
     mu = Sym("MOMENTUM", "μ", scalar=True)
     out: dict = {}
@@ -285,12 +322,12 @@ def _optimizer_lines(spec, xp: str) -> dict:
         label = "weight decay, the coupled (L2) form"
         out["decay"] = _update(g, g + wd * p, printer, label=label)
     if o.type == "sgd":
-        b = Sym("state[name]", "b")
+        b = _usym("state[name]")
         copy = "copy()" if xp == "np" else "clone()"
         out["first_buffer"] = _update(
             b, g, printer, f"state[name] = g.{copy}", label="momentum buffer, step 1"
         )
-        tau = Sym("DAMPENING", "τ", scalar=True)
+        tau = Sym("DAMPENING", "dampening", scalar=True)
         fresh = (1 - tau) * g if o.dampening else g
         out["buffer"] = _update(b, mu * b + fresh, printer, label="then")
         if o.nesterov:
@@ -303,7 +340,7 @@ def _optimizer_lines(spec, xp: str) -> dict:
             statement = f"p -= {printer(lr * g)}"
         out["step"] = _update(p, p - lr * g, printer, statement)
     elif o.type in ("adam", "adamw"):
-        m, v = Sym("exp_avg", "m"), Sym("exp_avg_sq", "v")
+        m, v = _usym("exp_avg"), _usym("exp_avg_sq")
         b1, b2 = Sym("BETA1", "β₁", scalar=True), Sym("BETA2", "β₂", scalar=True)
         eps = Sym("EPS", "ε", scalar=True)
         if o.type == "adamw":
@@ -324,7 +361,7 @@ def _optimizer_lines(spec, xp: str) -> dict:
         out["v"] = _update(v, b2 * v + (1 - b2) * g * g, printer)
         v_used = v
         if o.amsgrad:
-            vmax = Sym("max_exp_avg_sq", "v_max")
+            vmax = _usym("max_exp_avg_sq")
             out["vmax"] = _update(
                 vmax,
                 call("maximum", vmax, v),
@@ -332,7 +369,7 @@ def _optimizer_lines(spec, xp: str) -> dict:
                 label="AMSGrad, the largest v so far",
             )
             v_used = vmax
-        d = Sym("denom", "d")
+        d = _usym("denom")
         c2 = Sym("bias_correction2_sqrt", "√(1 − β₂ᵗ)", scalar=True)
         out["denom"] = _update(d, call("sqrt", v_used) / c2 + eps, printer)
         size = Sym("step_size", "lr/(1 − β₁ᵗ)", scalar=True)
@@ -350,10 +387,10 @@ def _optimizer_lines(spec, xp: str) -> dict:
     else:  # rmsprop
         alpha = Sym("ALPHA", "α", scalar=True)
         eps = Sym("EPS", "ε", scalar=True)
-        v, s = Sym("square_avg", "v"), Sym("avg", "s")
+        v, s = _usym("square_avg"), _usym("avg")
         out["v"] = _update(v, alpha * v + (1 - alpha) * g * g, printer)
         if o.centered:
-            gbar = Sym("grad_avg", "ḡ")
+            gbar = _usym("grad_avg")
             out["gbar"] = _update(
                 gbar,
                 gbar + (1 - alpha) * (g - gbar),
@@ -370,7 +407,7 @@ def _optimizer_lines(spec, xp: str) -> dict:
         else:
             out["avg"] = _update(s, call("sqrt", v) + eps, printer)
         if o.momentum:
-            b = Sym("momentum_buffer", "b")
+            b = _usym("momentum_buffer")
             out["buffer"] = _update(b, mu * b + g / s, printer)
             out["step"] = _update(p, p - lr * b, printer, f"p -= {printer(lr * b)}")
         else:

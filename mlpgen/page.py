@@ -103,6 +103,12 @@ def _optimizer_constants(prog: Program):
     return _optimizer(prog.net.spec)["constants"]
 
 
+def _update_symbols(prog: Program) -> list[dict]:
+    from .emit import update_symbols
+
+    return update_symbols(prog.net.spec)
+
+
 def formula_texts(prog: Program) -> list[str]:
     """Every formula the page prints: forward, loss, backward, rules."""
     net = prog.net
@@ -216,6 +222,7 @@ def readme_context(
         "warnings": [f"{path}: {message}" for path, message in warnings(prog)],
         "notation": notation.used(texts),
         "constants": notation.constants(prog, _optimizer_constants(prog)),
+        "update_symbols": _update_symbols(prog),
         "step": None if step is None else {"loss": num(step.loss)},
         "norms": _norm_rows(prog, step),
         "trend": _trend(prog, step),

@@ -362,3 +362,13 @@ def test_elu_reads_as_the_textbook_first_then_as_torch_evaluates_it():
         "    # ∂L/∂block2_fc = (∂L/∂block2_act if block2_fc > 0 else 0.5 · (∂L/∂block2_act) ⊙ exp(block2_fc))    (N, 16)\n"
         "    # PyTorch evaluates it as (∂L/∂block2_act if block2_fc > 0 else 0.5 ·\n"
     ) in source
+
+
+def test_the_page_maps_each_symbol_of_the_update_to_its_variable():
+    page = (GALLERY / "rmsprop" / "README.md").read_text()
+    assert "| `s` | the denominator of RMSprop's step, ε included | `avg` |" in page
+    assert "| `ḡ` | centered RMSprop's running mean of g | `grad_avg` |" in page
+    # only the quantities this update has: no Adam moments, no SGD buffer
+    assert "`exp_avg`" not in page and "`state[name]`" not in page
+    sgd = (GALLERY / "spiral" / "README.md").read_text()
+    assert "| `b` | SGD's momentum buffer of the parameter | `state[name]` |" in sgd

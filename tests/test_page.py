@@ -297,9 +297,11 @@ def test_line_map_finds_every_node_in_the_three_files(spec, compiled):
             (a, b), *_ = spans[f]
             block = texts[f].splitlines()[a - 1 : b]
             assert block[0].strip().startswith("#"), (line.target.code, block)
-            assert f"# {math_text(line.target)} = {math_text(line.expr)}" in "\n".join(
-                block
-            )
+            # every comment of the line (its formula, or the textbook's and
+            # then the evaluated one) is in the node's block
+            text = "\n".join(block)
+            assert all(f"# {c}" in text for c in line.comments), line.comments
+            assert f"# {math_text(line.target)} = " in text
             assert _assigns(texts[f], a, b, line.target.code), (line.target.code, f)
         assert any(
             "backward()" in texts["torch_module.py"].splitlines()[a - 1]
