@@ -431,6 +431,12 @@ class Printer:
         if isinstance(e, Call):
             f = FUNCS[e.fn]
             fmt = getattr(f, self.lang)
+            if math and "1 + {0}" in fmt and isinstance(e.args[0], Neg):
+                # log(1 − p), not log(1 + −p); log(1 − (a + b)) keeps its brackets
+                s, pr = self.p(e.args[0].a)
+                if pr <= _BIN_PREC["-"]:
+                    s = f"({s})"
+                return fmt.replace("1 + {0}", "1 − {0}").format(s), ATOM
             args = []
             # in math, only formats that put an argument first need it atomic
             atomic = f.postfix and (not math or fmt.startswith(("{", "Σ")))

@@ -372,3 +372,12 @@ def test_the_page_maps_each_symbol_of_the_update_to_its_variable():
     assert "`exp_avg`" not in page and "`state[name]`" not in page
     sgd = (GALLERY / "spiral" / "README.md").read_text()
     assert "| `b` | SGD's momentum buffer of the parameter | `state[name]` |" in sgd
+
+
+def test_log_of_one_minus_reads_as_it_is_written_in_a_textbook():
+    p, q = Sym("prob", "prob"), Sym("q", "q")
+    assert math_text(Call("log1p", (-p,))) == "log(1 − prob)"
+    assert math_text(Call("clamped_log1p", (-p,))) == "max(log(1 − prob), −100)"
+    assert math_text(Call("log1p", (-(p + q),))) == "log(1 − (prob + q))"
+    assert math_text(Call("log1p", (p,))) == "log(1 + prob)"
+    assert numpy_code(Call("log1p", (-p,))) == "np.log1p(-prob)"

@@ -646,7 +646,7 @@ def test_bce_reads_textbook_first_then_torch_with_its_reason():
     ctx = context(build(ROOT / "specs" / "sgd_nesterov.yaml"))
     assert ctx["code"]["np"]["loss_line"]["comments"] == [
         "L = mean(−(y ⊙ log(out) + (1 − y) ⊙ log(1 − out)))",
-        "PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 + −out), −100) − y ⊙ max(log(out), −100)),",
+        "PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 − out), −100) − y ⊙ max(log(out), −100)),",
         "because log 0 = −∞: each log is clamped at −100, so that a probability that",
         "saturated to exactly 0 or 1 gives a finite loss",
     ]

@@ -85,7 +85,7 @@ def forward(params, x):
 def loss_fn(out, y):
     """The loss of a batch: a number."""
     # L = mean(−(y ⊙ log(out) + (1 − y) ⊙ log(1 − out)))
-    # PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 + −out), −100) − y ⊙ max(log(out), −100)),
+    # PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 − out), −100) − y ⊙ max(log(out), −100)),
     # because log 0 = −∞: each log is clamped at −100, so that a probability that
     # saturated to exactly 0 or 1 gives a finite loss
     loss = torch.mean(
@@ -102,7 +102,7 @@ def backward(params, cache, y):
     x, act, prob = cache["x"], cache["act"], cache["prob"]
     grads = {}
     # Grad of: L = mean(−(y ⊙ log(prob) + (1 − y) ⊙ log(1 − prob)))
-    # PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 + −prob), −100) − y ⊙ max(log(prob), −100)),
+    # PyTorch evaluates it as mean((y − 1) ⊙ max(log(1 − prob), −100) − y ⊙ max(log(prob), −100)),
     # because log 0 = −∞: each log is clamped at −100, so that a probability that
     # saturated to exactly 0 or 1 gives a finite loss
     # the textbook's: ∂L/∂prob = (prob − y)/((1 − prob) ⊙ prob)/numel(prob);
