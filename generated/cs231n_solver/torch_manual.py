@@ -187,9 +187,10 @@ def init_optimizer(params):
 
 
 def optimizer_step(params, grads, state, lr):
-    """One step of torch.optim.Adam(lr=LR, betas=(BETA1, BETA2), eps=EPS): the same formulas in the same order,
-    with lr the learning rate of this step (the schedule's; torch reads it from
-    optimizer.param_groups[0]["lr"] at each step)."""
+    """One step of torch.optim.Adam(lr=LR, betas=(BETA1, BETA2), eps=EPS): the
+    same formulas in the same order, with lr the learning rate of this step
+    (the schedule's; torch reads it from optimizer.param_groups[0]["lr"] at
+    each step)."""
     state["step"] += 1
     step = state["step"]
     bias_correction1 = 1 - BETA1**step

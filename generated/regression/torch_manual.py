@@ -96,7 +96,8 @@ def backward(params, cache, y):
 
 
 def optimizer_step(params, grads):
-    """One step of torch.optim.SGD(lr=LR): the same formulas in the same order."""
+    """One step of torch.optim.SGD(lr=LR): the same formulas in the same
+    order."""
     for name, p in params.items():
         g = grads[name]
         # p ← p − lr · g

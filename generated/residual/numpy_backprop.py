@@ -241,7 +241,8 @@ def init_optimizer(params):
 
 
 def optimizer_step(params, grads, state):
-    """One step of torch.optim.Adam(lr=LR, betas=(BETA1, BETA2), eps=EPS): the same formulas in the same order."""
+    """One step of torch.optim.Adam(lr=LR, betas=(BETA1, BETA2), eps=EPS): the
+    same formulas in the same order."""
     state["step"] += 1
     step = state["step"]
     bias_correction1 = 1 - BETA1**step

@@ -126,7 +126,8 @@ def init_optimizer(params):
 
 
 def optimizer_step(params, grads, state):
-    """One step of torch.optim.RMSprop(lr=LR, alpha=ALPHA, eps=EPS, momentum=MOMENTUM, centered=True): the same formulas in the same order."""
+    """One step of torch.optim.RMSprop(lr=LR, alpha=ALPHA, eps=EPS,
+    momentum=MOMENTUM, centered=True): the same formulas in the same order."""
     for name, p in params.items():
         g = grads[name]
         square_avg = state["square_avg"][name]

@@ -153,7 +153,8 @@ def init_optimizer():
 
 
 def optimizer_step(params, grads, state):
-    """One step of torch.optim.SGD(lr=LR, momentum=MOMENTUM): the same formulas in the same order."""
+    """One step of torch.optim.SGD(lr=LR, momentum=MOMENTUM): the same formulas
+    in the same order."""
     for name, p in params.items():
         g = grads[name]
         if name not in state:
