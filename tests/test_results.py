@@ -143,6 +143,10 @@ def test_the_page_says_where_early_stopping_stopped_and_which_epoch_it_kept(
         "not having\nimproved by more than 0.0001 for 10 epochs in a row."
     ) in page
     assert f"came at epoch {stop['best_epoch']}, whose parameters are restored" in page
+    # the Run section's "last progress line" is true of a run that stops early
+    assert (
+        "the line of the epoch it stopped at,\nfollowed by `early stopping: …`" in page
+    )
     # a run that never stops says so
     _, _, solver = trained("cs231n_solver")
     assert solver.stopping["ran"] == 60 and not solver.stopping["stopped"]
