@@ -261,10 +261,11 @@ def _usym(code: str) -> Sym:
 
 
 def update_symbols(spec) -> list[dict]:
-    """The rows of UPDATE_SYMBOLS that this spec's update uses."""
-    lines = _optimizer_lines(spec, "np").values()
-    written = " ".join(line["statement"] for line in lines)
-    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*(?:\[name\])?", written))
+    """The rows of UPDATE_SYMBOLS that this spec's update uses: p, g, what
+    its lines assign, and Adam's step count t."""
+    used = {"p", "g"} | {
+        line["target"] for line in _optimizer_lines(spec, "np").values()
+    }
     if spec.train.optimizer.type in ("adam", "adamw"):
         used.add("step")  # t, in the bias corrections
     return [
@@ -518,8 +519,14 @@ def _schedule(spec) -> dict | None:
         "torch_class": cls,
         "signature": f"{cls}(optimizer, {args})",
         "closed_form": textwrap.wrap(closed, 76),
-        # ExponentialLR needs only the lr before (lr·γ): no step count
-        "uses_t": s.type != "exponential",
+        # what the loop passes as t: none to ExponentialLR (lr·γ needs only
+        # the lr before), else the epoch, or a counter of the steps where an
+        # epoch takes several (a full batch takes one: t = epoch)
+        "arg": None
+        if s.type == "exponential"
+        else "t"
+        if s.every == "step" and spec.train.batch_size != "full"
+        else "epoch",
         "lines": lines,
         "start": start,
     }
