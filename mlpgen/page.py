@@ -215,7 +215,7 @@ def readme_context(
             "formula": loss.formula,
             "derivative": loss.derivative,
         },
-        "loss_formula_named": " ".join(loss_rows(prog)),
+        "loss_formula_named": "; ".join(loss_rows(prog)),
         "spec_copy": copy[0] if copy else None,
         "spec_text": copy[1].rstrip("\n") if copy else None,
         "intro": intro(copy[1] if copy else None),

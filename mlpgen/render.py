@@ -53,7 +53,16 @@ import graphviz
 
 from . import graph as G
 from . import notation
-from .autodiff import Line, Program, Y, loss_ctx, param, shape_str, value
+from .autodiff import (
+    Line,
+    Program,
+    Y,
+    loss_comments,
+    loss_ctx,
+    param,
+    shape_str,
+    value,
+)
 from .expr import Expr, Sym, math_text
 from .graph import INPUT
 from .ops import LOSSES, mask
@@ -226,15 +235,12 @@ def _same_rank(g, names) -> None:
 
 
 def loss_rows(prog: Program) -> list[str]:
-    """L in terms of the output layer's name; the l2 term, if any, as a second row."""
+    """L in terms of the output layer's name, as the code's comments state it
+    (autodiff.loss_comments): the textbook's formula with the l2 term, then,
+    where PyTorch evaluates it another way, that reading as a second row."""
     net = prog.net
-    loss = LOSSES[net.spec.loss.type]
-    rows = ["L = " + math_text(loss.value(loss_ctx(net, value(prog.output))))]
-    l2 = net.spec.loss.l2
-    if prog.l2 and l2 is not None:
-        which = "all parameters" if l2.params == "all" else "the weights"
-        rows.append(f"+ {l2.coef}·Σ p² over {which}")
-    return rows
+    readings = loss_comments(net, loss_ctx(net, value(prog.output)), "L")
+    return [readings[0], *(r.removesuffix(",") for r in readings[1:2])]
 
 
 def _target_shape(prog: Program) -> str:

@@ -381,3 +381,17 @@ def test_log_of_one_minus_reads_as_it_is_written_in_a_textbook():
     assert math_text(Call("log1p", (-(p + q),))) == "log(1 − (prob + q))"
     assert math_text(Call("log1p", (p,))) == "log(1 + prob)"
     assert numpy_code(Call("log1p", (-p,))) == "np.log1p(-prob)"
+
+
+def test_the_diagrams_and_the_page_state_the_loss_as_the_code_does():
+    """One loss text for comments, page and diagrams (autodiff.loss_comments):
+    the textbook's formula first, then PyTorch's evaluation."""
+    for name in ("forward.dot", "backward.dot"):
+        dot = (GALLERY / "spiral" / name).read_text()
+        book = dot.index("L = mean(−log(softmax(scores))[n, yₙ])")
+        assert book < dot.index("PyTorch evaluates the loss term as")
+    page = (GALLERY / "spiral" / "README.md").read_text()
+    assert (
+        "`L = mean(−log(softmax(scores))[n, yₙ]) + 0.001·Σ p² over the weights; "
+        "PyTorch evaluates the loss term as mean(logsumexp(scores) − scores[n, yₙ])`"
+    ) in page
